@@ -1,0 +1,184 @@
+package registry
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+	"go.podman.io/image/v5/pkg/sysregistriesv2"
+	"go.podman.io/image/v5/signature"
+)
+
+// localTransports are the policy.json transports that never reach a registry: buildah copies
+// through them (containers-storage when it commits and when it pushes a built image; oci/dir/
+// archives for local steps), and policy.json judges the source of every copy. An allow-list
+// sets the default to "reject", so without these entries the build could not push its own image.
+var localTransports = []string{"containers-storage", "dir", "docker-archive", "oci", "oci-archive"}
+
+// PullRegistriesConf renders registries.conf (v2) for the build's pulls: mirrors of every
+// source, NeverContactSource as blocked sources, blocked and insecure registries, and the
+// unqualified-search registries. Mirrors the image policy forbids are left out.
+func (c *Config) PullRegistriesConf() ([]byte, error) {
+	return encodeRegistriesConf(c.registriesConf(true))
+}
+
+// PushRegistriesConf renders registries.conf for the push. It has no mirrors and does not block
+// NeverContactSource sources: a mirror set redirects pulls of a repository, and it must never
+// turn into a refusal (or a redirection) of pushing to it. Blocked and insecure registries stay.
+func (c *Config) PushRegistriesConf() ([]byte, error) {
+	return encodeRegistriesConf(c.registriesConf(false))
+}
+
+func (c *Config) registriesConf(forPull bool) *sysregistriesv2.V2RegistriesConf {
+	policy := c.Policy()
+	entries := map[string]*sysregistriesv2.Registry{}
+	if forPull {
+		for _, rule := range c.Mirrors().rulesOrNil() {
+			reg := policy.registryEntry(rule.source)
+			reg.Blocked = reg.Blocked || rule.neverContactSource
+			for _, ep := range rule.mirrors {
+				if !policy.permitsLocation(ep.location) {
+					continue
+				}
+				reg.Mirrors = append(reg.Mirrors, sysregistriesv2.Endpoint{
+					Location:       ep.location,
+					Insecure:       policy.insecureName(ep.location),
+					PullFromMirror: pullFromMirror(ep),
+				})
+			}
+			entries[rule.source] = reg
+		}
+	}
+	if policy != nil {
+		// Entries of their own for blocked and insecure registries; where a mirror source has
+		// the same prefix, its entry already carries both flags (computed the same way).
+		for _, pat := range append(append([]registryPattern(nil), policy.blocked...), policy.insecure...) {
+			if _, ok := entries[pat.text]; !ok {
+				entries[pat.text] = policy.registryEntry(pat.text)
+			}
+		}
+	}
+	conf := &sysregistriesv2.V2RegistriesConf{UnqualifiedSearchRegistries: policy.SearchRegistries()}
+	prefixes := make([]string, 0, len(entries))
+	for p := range entries {
+		prefixes = append(prefixes, p)
+	}
+	sort.Strings(prefixes)
+	for _, p := range prefixes {
+		conf.Registries = append(conf.Registries, *entries[p])
+	}
+	return conf
+}
+
+// registryEntry is the [[registry]] table for a prefix, with the insecure and blocked flags the
+// policy gives it. Every entry computes them from the prefix alone: FindRegistry picks the
+// longest prefix, so a flag must not depend on which less specific entry would have matched.
+func (p *ImagePolicy) registryEntry(prefix string) *sysregistriesv2.Registry {
+	reg := &sysregistriesv2.Registry{Prefix: prefix}
+	if strings.HasPrefix(prefix, "*.") {
+		reg.Insecure = p.wildcardCovered(p.insecureOrNil(), prefix)
+		reg.Blocked = p.wildcardCovered(p.blockedOrNil(), prefix)
+		return reg
+	}
+	reg.Location = prefix
+	reg.Insecure = p.insecureName(prefix)
+	// Only the block-list blocks a prefix: with an allow-list, a prefix can be forbidden while
+	// namespaces below it are allowed, and policy.json already rejects what is not allowed.
+	reason, _ := p.judge(strings.ToLower(hostnameAndPort(prefix)) + prefix[len(hostnameAndPort(prefix)):])
+	reg.Blocked = reason == ReasonRegistryBlocked
+	return reg
+}
+
+func hostnameAndPort(location string) string {
+	host, _, _ := strings.Cut(location, "/")
+	return host
+}
+
+// wildcardCovered says whether a "*.domain" pattern in pats covers every host of prefix "*.x".
+func (p *ImagePolicy) wildcardCovered(pats []registryPattern, prefix string) bool {
+	for _, pat := range pats {
+		if pat.wildcard() && (pat.text == prefix || strings.HasSuffix(prefix[1:], pat.text[1:])) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *ImagePolicy) insecureOrNil() []registryPattern {
+	if p == nil {
+		return nil
+	}
+	return p.insecure
+}
+
+func (p *ImagePolicy) blockedOrNil() []registryPattern {
+	if p == nil {
+		return nil
+	}
+	return p.blocked
+}
+
+func (m *MirrorSet) rulesOrNil() []*mirrorRule {
+	if m == nil {
+		return nil
+	}
+	return m.rules
+}
+
+func pullFromMirror(ep mirrorEndpoint) string {
+	switch {
+	case ep.byDigest && ep.byTag:
+		return sysregistriesv2.MirrorAll
+	case ep.byTag:
+		return sysregistriesv2.MirrorByTagOnly
+	default:
+		return sysregistriesv2.MirrorByDigestOnly
+	}
+}
+
+func encodeRegistriesConf(conf *sysregistriesv2.V2RegistriesConf) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString("# Generated by mosb from the cluster's Image config and mirror sets. Do not edit.\n")
+	if err := toml.NewEncoder(&buf).Encode(conf); err != nil {
+		return nil, fmt.Errorf("encoding registries.conf: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// PolicyJSON renders containers-policy.json for buildah from allowed/blocked registries: with
+// an allow-list everything from a registry is rejected unless allowed; with a block-list blocked
+// registries are rejected and the rest accepted. Signatures are not checked (the cluster Image
+// config has no signature policy to honour). Local transports are always accepted.
+func (c *Config) PolicyJSON() ([]byte, error) {
+	p := c.Policy()
+	accept := signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}
+	reject := signature.PolicyRequirements{signature.NewPRReject()}
+	pol := signature.Policy{Default: accept, Transports: map[string]signature.PolicyTransportScopes{}}
+	if p != nil && p.allowed != nil {
+		pol.Default = reject
+		docker := signature.PolicyTransportScopes{}
+		for _, pat := range p.allowed {
+			docker[pat.text] = accept
+		}
+		pol.Transports["docker"] = docker
+		for _, t := range localTransports {
+			pol.Transports[t] = signature.PolicyTransportScopes{"": accept}
+		}
+	}
+	if p != nil && len(p.blocked) > 0 {
+		docker := signature.PolicyTransportScopes{}
+		for _, pat := range p.blocked {
+			docker[pat.text] = reject
+		}
+		pol.Transports["docker"] = docker
+	}
+	// encoding/json sorts map keys, so the bytes are deterministic.
+	b, err := json.MarshalIndent(pol, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encoding policy.json: %w", err)
+	}
+	return append(b, '\n'), nil
+}

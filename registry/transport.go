@@ -1,0 +1,85 @@
+package registry
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
+	"strings"
+	"sync"
+)
+
+// hostTransport gives every registry host its own TLS settings: the system roots plus that
+// registry's CA from the Image config's additionalTrustedCA, or no verification for an insecure
+// registry — what containers/image does with certs.d and registries.conf "insecure".
+type hostTransport struct {
+	base         *http.Transport
+	config       *Config
+	systemPEM    []byte
+	useSystemPEM bool
+
+	mu      sync.Mutex
+	perHost map[string]*http.Transport
+}
+
+func newHostTransport() *hostTransport {
+	return &hostTransport{perHost: map[string]*http.Transport{}}
+}
+
+func (t *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return t.forHost(req.URL.Host).RoundTrip(req)
+}
+
+func (t *hostTransport) forHost(host string) *http.Transport {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if tr, ok := t.perHost[host]; ok {
+		return tr
+	}
+	var tr *http.Transport
+	if t.base != nil {
+		tr = t.base.Clone()
+	} else {
+		tr = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if tr.TLSClientConfig != nil {
+		cfg = tr.TLSClientConfig.Clone()
+	}
+	if t.config.InsecureHost(host) {
+		cfg.InsecureSkipVerify = true
+	} else if ca := caForHost(t.config.RegistryCAs(), host); ca != nil || t.useSystemPEM {
+		pool := t.roots()
+		if ca != nil {
+			pool.AppendCertsFromPEM(ca)
+		}
+		cfg.RootCAs = pool
+	}
+	tr.TLSClientConfig = cfg
+	t.perHost[host] = tr
+	return tr
+}
+
+func (t *hostTransport) roots() *x509.CertPool {
+	if t.useSystemPEM {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(t.systemPEM)
+		return pool
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		return x509.NewCertPool()
+	}
+	return pool
+}
+
+// caForHost finds the certs.d entry of a URL host; ":443" is the default port, so
+// "host:443" and "host" name the same registry.
+func caForHost(cas map[string][]byte, host string) []byte {
+	if ca, ok := cas[host]; ok {
+		return ca
+	}
+	if h, ok := strings.CutSuffix(host, ":443"); ok {
+		return cas[h]
+	}
+	return cas[host+":443"]
+}
