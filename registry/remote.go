@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -30,6 +32,9 @@ type Client struct {
 	transport *hostTransport
 	userAgent string
 	retry     retryPolicy
+
+	mu        sync.Mutex
+	plainHTTP map[string]bool // insecure hosts found to speak HTTP only
 }
 
 type retryPolicy struct {
@@ -79,6 +84,7 @@ func NewClient(opts ...Option) *Client {
 		transport: newHostTransport(),
 		userAgent: "mosb",
 		retry:     retryPolicy{maxTries: 5, initial: 500 * time.Millisecond, maxElapsed: 2 * time.Minute},
+		plainHTTP: map[string]bool{},
 	}
 	for _, o := range opts {
 		o(c)
@@ -206,8 +212,8 @@ func (c *Client) PushIndex(ctx context.Context, pushspec string, manifests []Ind
 	}
 	sum := sha256.Sum256(raw)
 	digest := "sha256:" + hex.EncodeToString(sum[:])
-	err = c.withRetry(ctx, "push", ref, func() error {
-		return remote.Put(c.ggcrRef(ref), rawManifest{raw: raw, mediaType: types.OCIImageIndex}, c.remoteOptions(ctx)...)
+	err = c.call(ctx, "push", ref, func(r name.Reference) error {
+		return remote.Put(r, rawManifest{raw: raw, mediaType: types.OCIImageIndex}, c.remoteOptions(ctx)...)
 	})
 	if err != nil {
 		return Reference{}, err
@@ -229,24 +235,51 @@ type rawManifest struct {
 	mediaType types.MediaType
 }
 
-func (m rawManifest) RawManifest() ([]byte, error)      { return m.raw, nil }
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
 func (m rawManifest) MediaType() (types.MediaType, error) { return m.mediaType, nil }
 
 func (c *Client) head(ctx context.Context, op string, ref Reference) (*v1.Descriptor, error) {
 	var desc *v1.Descriptor
-	err := c.withRetry(ctx, op, ref, func() error {
-		d, err := remote.Head(c.ggcrRef(ref), c.remoteOptions(ctx)...)
+	err := c.call(ctx, op, ref, func(r name.Reference) error {
+		d, err := remote.Head(r, c.remoteOptions(ctx)...)
 		desc = d
 		return err
 	})
 	return desc, err
 }
 
+// call runs one registry operation with retries. For an insecure registry it first tries HTTPS
+// without verification and falls back to plain HTTP when the server answers in HTTP, as
+// containers/image does with "insecure": go-containerregistry's own Insecure option would go
+// straight to HTTP and fail against a registry with a self-signed certificate.
+func (c *Client) call(ctx context.Context, op string, ref Reference, fn func(name.Reference) error) error {
+	return c.withRetry(ctx, op, ref, func() error {
+		c.mu.Lock()
+		plain := c.plainHTTP[ref.Host]
+		c.mu.Unlock()
+		err := fn(c.ggcrRef(ref, plain))
+		if err != nil && !plain && c.config.InsecureHost(ref.Host) && speaksPlainHTTP(err) {
+			c.mu.Lock()
+			c.plainHTTP[ref.Host] = true
+			c.mu.Unlock()
+			err = fn(c.ggcrRef(ref, true))
+		}
+		return err
+	})
+}
+
+// speaksPlainHTTP recognises net/http's report that an HTTPS request got an HTTP answer; it is
+// a plain error string there, so the text is all there is to match.
+func speaksPlainHTTP(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.As(err, &rh) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
+}
+
 // ggcrRef builds the go-containerregistry reference from parts, not by re-parsing text: its
 // parser would read "library/busybox" as a Docker Hub name, while for us "library" is the host.
-func (c *Client) ggcrRef(ref Reference) name.Reference {
+func (c *Client) ggcrRef(ref Reference, plainHTTP bool) name.Reference {
 	var opts []name.Option
-	if c.config.InsecureHost(ref.Host) {
+	if plainHTTP {
 		opts = append(opts, name.Insecure)
 	}
 	reg, err := name.NewRegistry(ref.Host, opts...)

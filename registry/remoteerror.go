@@ -95,11 +95,24 @@ func (e *RemoteError) transient() bool {
 	default:
 		return false
 	}
-	if errors.Is(e.Err, context.Canceled) || errors.Is(e.Err, context.DeadlineExceeded) || isTLSError(e.Err) {
+	if errors.Is(e.Err, context.Canceled) || errors.Is(e.Err, context.DeadlineExceeded) || isTLSError(e.Err) || speaksPlainHTTP(e.Err) {
 		return false
 	}
+	// *url.Error satisfies net.Error whatever its cause, so look at the cause: a failed
+	// connection or a timeout may pass, an unknown host will not.
+	var dns *net.DNSError
+	if errors.As(e.Err, &dns) {
+		return dns.IsTimeout || dns.IsTemporary
+	}
+	var op *net.OpError
+	if errors.As(e.Err, &op) {
+		return true
+	}
 	var ne net.Error
-	return errors.As(e.Err, &ne) || errors.Is(e.Err, io.ErrUnexpectedEOF) || errors.Is(e.Err, io.EOF)
+	if errors.As(e.Err, &ne) && ne.Timeout() {
+		return true
+	}
+	return errors.Is(e.Err, io.ErrUnexpectedEOF) || errors.Is(e.Err, io.EOF)
 }
 
 func isTLSError(err error) bool {
@@ -108,7 +121,7 @@ func isTLSError(err error) bool {
 	var ci x509.CertificateInvalidError
 	var cv *tls.CertificateVerificationError
 	var rh tls.RecordHeaderError
-	return errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) || errors.As(err, &cv) || errors.As(err, &rh)
+	return errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) || errors.As(err, &cv) || errors.As(err, &rh) || speaksPlainHTTP(err)
 }
 
 // caKey is the ConfigMap key for a registry's CA: ':' is spelled "..".
