@@ -60,7 +60,7 @@ func (c *Config) Policy() *ImagePolicy {
 
 // CheckPush decides whether the build may push to ref. Mirrors play no part in a push.
 func (c *Config) CheckPush(ref Reference) Decision {
-	return c.Policy().Check(ref, "push to")
+	return c.Policy().check(ref, "push to")
 }
 
 // CheckPull decides whether the build may pull ref.
@@ -73,7 +73,7 @@ func (c *Config) CheckPush(ref Reference) Decision {
 // skipped (listed in SkippedMirrors); if the source must not be contacted (NeverContactSource)
 // and no mirror is left, the pull is refused with ReasonNoPullSource.
 func (c *Config) CheckPull(ref Reference) Decision {
-	d := c.Policy().Check(ref, "pull")
+	d := c.Policy().check(ref, "pull")
 	rule := c.Mirrors().ruleFor(ref)
 	if rule == nil {
 		return d
@@ -124,7 +124,7 @@ func (c *Config) CheckPull(ref Reference) Decision {
 // goes to the pushspec and nowhere else.
 func (c *Config) PullSources(ref Reference) []PullSource {
 	policy := c.Policy()
-	if !policy.Check(ref, "pull").Allowed {
+	if !policy.check(ref, "pull").Allowed {
 		return nil
 	}
 	rule := c.Mirrors().ruleFor(ref)
@@ -135,7 +135,7 @@ func (c *Config) PullSources(ref Reference) []PullSource {
 	for _, s := range rule.mirrorSources(ref, func(loc string) bool { return !policy.permitsLocation(loc) }) {
 		// A blocked entry deeper than the mirror location still blocks this one image, as
 		// registries.conf's blocked entries make buildah skip it.
-		if policy.Check(s.Reference, "pull").Allowed {
+		if policy.check(s.Reference, "pull").Allowed {
 			out = append(out, s)
 		}
 	}

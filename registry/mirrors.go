@@ -264,11 +264,7 @@ func (r *mirrorRule) mirrorSources(ref Reference, skip func(location string) boo
 		if skip != nil && skip(ep.location) {
 			continue
 		}
-		rewritten, ok := r.rewrite(name, ep.location)
-		if !ok {
-			continue
-		}
-		mref, err := ParsePullspec(rewritten + refSuffix(ref))
+		mref, err := ParsePullspec(r.rewrite(name, ep.location) + refSuffix(ref))
 		if err != nil || seen[mref.String()] {
 			continue // a mirror that cannot hold this name (e.g. host only) is never tried
 		}
@@ -286,14 +282,12 @@ func refSuffix(ref Reference) string {
 }
 
 // rewrite replaces the part of name that the source matched with the mirror location.
-func (r *mirrorRule) rewrite(name, location string) (string, bool) {
+func (r *mirrorRule) rewrite(name, location string) string {
 	if r.wildcard() {
 		// Like containers/image: the wildcard matched the host name only; a port stays.
-		host := name[:strings.IndexByte(name, '/')]
-		hostname, _, _ := strings.Cut(host, ":")
-		return location + name[len(hostname):], true
+		return location + name[len(hostnameOf(name)):]
 	}
-	return location + name[len(r.source):], true
+	return location + name[len(r.source):]
 }
 
 // ruleFor finds the most specific source matching ref: the longest non-wildcard source that is
@@ -324,9 +318,7 @@ func moreSpecific(a, b *mirrorRule) bool {
 
 func (r *mirrorRule) matches(name string) bool {
 	if r.wildcard() {
-		host := name[:strings.IndexByte(name, '/')]
-		hostname, _, _ := strings.Cut(host, ":")
-		return strings.HasSuffix(hostname, r.source[1:])
+		return strings.HasSuffix(hostnameOf(name), r.source[1:])
 	}
 	return name == r.source || strings.HasPrefix(name, r.source+"/")
 }

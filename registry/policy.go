@@ -327,9 +327,9 @@ func (p *ImagePolicy) permitsLocation(location string) bool {
 	return reason == ReasonAllowed
 }
 
-// Check judges an image reference by its own name, ignoring mirrors: this is the push check,
-// and the first half of the pull check.
-func (p *ImagePolicy) Check(ref Reference, action string) Decision {
+// check judges an image reference by its own name, ignoring mirrors: this is the push check,
+// and the first half of the pull check. action ("pull", "push to") goes into the message.
+func (p *ImagePolicy) check(ref Reference, action string) Decision {
 	name := policyName(ref)
 	reason, entry := p.judge(name)
 	d := Decision{Allowed: reason == ReasonAllowed, Reason: reason, Registry: ref.Host}

@@ -149,7 +149,7 @@ func TestImagePolicyCheck(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := p.Check(mustRef(t, tt.ref), "pull")
+			d := p.check(mustRef(t, tt.ref), "pull")
 			if d.Reason != tt.reason || d.Allowed != (tt.reason == ReasonAllowed) {
 				t.Fatalf("got %s (%v): %s", d.Reason, d.Allowed, d.Message)
 			}
@@ -174,7 +174,7 @@ func TestImagePolicyCheck(t *testing.T) {
 
 func TestBlockedMessageIsActionable(t *testing.T) {
 	p, _ := NewImagePolicy(imageConfig(configv1.RegistrySources{BlockedRegistries: []string{"quay.io"}}, ""), nil)
-	d := p.Check(mustRef(t, "quay.io/os/worker:latest"), "push to")
+	d := p.check(mustRef(t, "quay.io/os/worker:latest"), "push to")
 	want := `cannot push to quay.io/os/worker:latest: registry quay.io is in image.config.openshift.io/cluster spec.registrySources.blockedRegistries (entry "quay.io"); remove it there or choose another registry`
 	if d.Message != want {
 		t.Fatalf("message\n got: %s\nwant: %s", d.Message, want)

@@ -120,6 +120,10 @@ func (c *Client) ResolveDigest(ctx context.Context, pullspec string) (Resolved, 
 	var attempts []error
 	for _, src := range c.config.PullSources(ref) {
 		desc, err := c.head(ctx, "resolve", src.Reference)
+		if err == nil && ref.IsDigest() && desc.Digest.String() != ref.Digest {
+			// Content addressing makes this a broken registry or mirror, not an answer.
+			err = fmt.Errorf("resolve %s: %s answered with digest %s", ref, src.Reference.Host, desc.Digest)
+		}
 		if err == nil {
 			return Resolved{Digest: desc.Digest.String(), From: src.Reference, MediaType: string(desc.MediaType)}, nil
 		}
@@ -277,6 +281,8 @@ func speaksPlainHTTP(err error) bool {
 
 // ggcrRef builds the go-containerregistry reference from parts, not by re-parsing text: its
 // parser would read "library/busybox" as a Docker Hub name, while for us "library" is the host.
+// Note that go-containerregistry always speaks plain HTTP to loopback, localhost and RFC 1918
+// addresses, whatever we say; buildah would use HTTPS there unless the registry is insecure.
 func (c *Client) ggcrRef(ref Reference, plainHTTP bool) name.Reference {
 	var opts []name.Option
 	if plainHTTP {

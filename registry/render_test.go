@@ -361,7 +361,7 @@ func TestPolicyJSONAgreesWithCheck(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := cfg.Policy().Check(mustRef(t, r), "pull").Allowed
+			want := cfg.Policy().check(mustRef(t, r), "pull").Allowed
 			if got := policyAllows(t, pc, dref); got != want {
 				t.Errorf("%+v: policy.json allows %s = %v, Check says %v\n%s", rs, r, got, want, raw)
 			}
