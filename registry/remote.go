@@ -225,6 +225,35 @@ func (c *Client) PushIndex(ctx context.Context, pushspec string, manifests []Ind
 	return ref.WithDigest(digest), nil
 }
 
+// PushImage pushes one image to the repository of target (a tag pushspec), by digest, and with
+// tag also under target's tag. It returns the image's digest reference. Like PushIndex it checks
+// the image policy and never uses mirrors: pushes go where the user said.
+func (c *Client) PushImage(ctx context.Context, target string, img v1.Image, tag bool) (Reference, error) {
+	ref, err := ParseTagPushspec(target)
+	if err != nil {
+		return Reference{}, err
+	}
+	if err := c.config.CheckPush(ref).Err(); err != nil {
+		return Reference{}, err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return Reference{}, fmt.Errorf("push %s: digest of the image: %w", ref, err)
+	}
+	dest := ref.WithDigest(d.String())
+	if !tag {
+		// Pushing by digest leaves the tag to the caller (the index of several architectures).
+		ref = dest
+	}
+	err = c.call(ctx, "push", ref, func(r name.Reference) error {
+		return remote.Write(r, img, c.remoteOptions(ctx)...)
+	})
+	if err != nil {
+		return Reference{}, err
+	}
+	return dest, nil
+}
+
 func platformKey(p v1.Platform) string {
 	k := p.OS + "/" + p.Architecture
 	if p.Variant != "" {

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"os"
 
 	"github.com/containers/buildah"
@@ -13,5 +14,5 @@ func main() {
 	if buildah.InitReexec() {
 		return
 	}
-	os.Exit(execute())
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }

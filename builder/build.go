@@ -1,0 +1,125 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/mosb-dev/mosb/registry"
+)
+
+// Request is one image: every architecture of it, where it goes, and how registries are reached.
+type Request struct {
+	Builds []ArchBuild
+	// Target is the pushspec (host[:port]/repo:tag) the image is published under.
+	Target   string
+	Registry RegistryConfig
+	// Cache, when set, shares intermediate layers through a registry repository.
+	Cache *Cache
+	// Untagged pushes each image by digest only and leaves Target's tag alone: a build pod's
+	// worker does this, and the controller tags (or pushes the index) once every arch is in.
+	Untagged bool
+}
+
+// Publisher pushes built images. A *registry.Client made with the push secret's keychain (and
+// nothing else) is one: pulls never see the push credentials, and pushes never go to mirrors.
+type Publisher interface {
+	PushImage(ctx context.Context, target string, img v1.Image, tag bool) (registry.Reference, error)
+	PushIndex(ctx context.Context, pushspec string, manifests []registry.IndexManifest) (registry.Reference, error)
+}
+
+// ArchResult is one architecture's pushed image.
+type ArchResult struct {
+	Arch     string
+	Platform v1.Platform
+	// Pullspec is host/repo@sha256:… of this architecture's image.
+	Pullspec      string
+	Digest        string
+	BuildDuration time.Duration
+}
+
+// Result is the published image.
+type Result struct {
+	// Pullspec is host/repo@sha256:… of what Target now names: the image itself for one
+	// architecture, the OCI index for several (or, with Untagged, the only image built).
+	Pullspec     string
+	Digest       string
+	Arches       []ArchResult
+	PushDuration time.Duration
+	Duration     time.Duration
+}
+
+// Build builds every architecture of the request, one after another, then publishes them.
+func (e *Engine) Build(ctx context.Context, req Request, pub Publisher) (*Result, error) {
+	if len(req.Builds) == 0 {
+		return nil, errors.New("build request has no architecture to build")
+	}
+	if req.Untagged && len(req.Builds) > 1 {
+		return nil, errors.New("an untagged build pushes one architecture; the index is the caller's")
+	}
+	seen := map[string]bool{}
+	for _, b := range req.Builds {
+		if seen[b.Arch] {
+			return nil, fmt.Errorf("build request names architecture %s twice", b.Arch)
+		}
+		seen[b.Arch] = true
+	}
+	start := time.Now()
+	builds := append([]ArchBuild(nil), req.Builds...)
+	sort.Slice(builds, func(i, j int) bool { return builds[i].Arch < builds[j].Arch })
+
+	var built []*Built
+	defer func() {
+		for _, b := range built {
+			_ = b.Release()
+		}
+	}()
+	for _, b := range builds {
+		out, err := e.BuildImage(ctx, b, req.Registry, req.Cache)
+		if err != nil {
+			return nil, err
+		}
+		built = append(built, out)
+	}
+
+	pushStart := time.Now()
+	res := &Result{}
+	tagEach := len(built) == 1 && !req.Untagged
+	for _, b := range built {
+		cfg, err := b.Image.ConfigFile()
+		if err != nil {
+			return nil, fmt.Errorf("reading the %s image config: %w", b.Arch, err)
+		}
+		ref, err := pub.PushImage(ctx, req.Target, b.Image, tagEach)
+		if err != nil {
+			return nil, err
+		}
+		res.Arches = append(res.Arches, ArchResult{
+			Arch:          b.Arch,
+			Platform:      v1.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant},
+			Pullspec:      ref.String(),
+			Digest:        b.Digest.String(),
+			BuildDuration: b.Duration,
+		})
+	}
+	if len(res.Arches) == 1 {
+		res.Pullspec, res.Digest = res.Arches[0].Pullspec, res.Arches[0].Digest
+	} else {
+		manifests := make([]registry.IndexManifest, 0, len(res.Arches))
+		for _, a := range res.Arches {
+			manifests = append(manifests, registry.IndexManifest{Digest: a.Digest, Platform: a.Platform})
+		}
+		ref, err := pub.PushIndex(ctx, req.Target, manifests)
+		if err != nil {
+			return nil, err
+		}
+		res.Pullspec, res.Digest = ref.String(), ref.Digest
+	}
+	res.PushDuration = time.Since(pushStart)
+	res.Duration = time.Since(start)
+	return res, nil
+}

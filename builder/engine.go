@@ -1,0 +1,328 @@
+package builder
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containers/buildah"
+	"github.com/containers/buildah/define"
+	"github.com/containers/buildah/imagebuildah"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	ggcrlayout "github.com/google/go-containerregistry/pkg/v1/layout"
+	specsv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/docker/reference"
+	ocilayout "go.podman.io/image/v5/oci/layout"
+	"go.podman.io/image/v5/types"
+	"go.podman.io/storage"
+	"go.podman.io/storage/pkg/archive"
+	storagetypes "go.podman.io/storage/types"
+	"golang.org/x/sys/unix"
+)
+
+// Engine builds images with buildah over a containers/storage root it owns. Nothing is read from or
+// written to /var/lib/containers or /etc/containers: every path buildah and containers/image would
+// default is set under the root. An Engine builds one image at a time.
+type Engine struct {
+	root  string
+	store storage.Store
+	out   io.Writer
+}
+
+type engineOptions struct {
+	driver string
+	out    io.Writer
+}
+
+// Option configures an Engine.
+type Option func(*engineOptions)
+
+// WithStorageDriver chooses the containers/storage driver: "vfs" (the default: works unprivileged
+// and inside any container, at the cost of copying layers) or "overlay".
+func WithStorageDriver(driver string) Option { return func(o *engineOptions) { o.driver = driver } }
+
+// WithProgress sends buildah's step-by-step output (STEP 1/5: FROM …) and push progress to w.
+func WithProgress(w io.Writer) Option { return func(o *engineOptions) { o.out = w } }
+
+// New opens (creating when needed) a build root: storage, blob-info cache and per-build scratch space.
+func New(root string, opts ...Option) (*Engine, error) {
+	o := engineOptions{driver: "vfs", out: io.Discard}
+	for _, fn := range opts {
+		fn(&o)
+	}
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("creating build root %s: %w", root, err)
+	}
+	store, err := storage.GetStore(storagetypes.StoreOptions{
+		GraphRoot:       filepath.Join(root, "storage"),
+		RunRoot:         filepath.Join(root, "run"),
+		GraphDriverName: o.driver,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening image storage under %s (driver %s): %w", root, o.driver, err)
+	}
+	return &Engine{root: root, store: store, out: o.out}, nil
+}
+
+// Close releases the storage; an engine is unusable afterwards.
+func (e *Engine) Close() error {
+	_, err := e.store.Shutdown(false)
+	return err
+}
+
+// Built is one architecture's image, built and laid out on disk, not yet pushed.
+type Built struct {
+	Arch     string
+	Image    v1.Image
+	Digest   v1.Hash
+	Duration time.Duration
+	// dir holds the build's scratch space and OCI layout; Release removes it.
+	dir string
+}
+
+// Release removes what the build left on disk besides storage (which is kept as the layer cache).
+func (b *Built) Release() error { return os.RemoveAll(b.dir) }
+
+// Cache is a registry repository that holds intermediate layers across builds and machines
+// (buildah's --cache-to/--cache-from).
+type Cache struct {
+	Repo string
+	// Auth is a containers auth file with credentials that may push to Repo.
+	Auth []byte
+}
+
+// BuildImage builds one architecture. The image is left as an OCI layout for Push.
+func (e *Engine) BuildImage(ctx context.Context, b ArchBuild, rc RegistryConfig, cache *Cache) (*Built, error) {
+	if err := b.Validate(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	dir, err := os.MkdirTemp(filepath.Join(e.root), "build-")
+	if err != nil {
+		return nil, err
+	}
+	built := &Built{Arch: b.Arch, dir: dir}
+	fail := func(err error) (*Built, error) {
+		_ = built.Release()
+		return nil, err
+	}
+	sys, policyPath, err := e.systemContext(dir, b.Arch, rc, cache)
+	if err != nil {
+		return fail(err)
+	}
+	contextDir := filepath.Join(dir, "context")
+	containerfile, err := writeContext(contextDir, b)
+	if err != nil {
+		return fail(err)
+	}
+	ulimits, err := hardUlimits()
+	if err != nil {
+		return fail(err)
+	}
+	tag := "localhost/mosb-build/" + randomName() + ":" + b.Arch
+	epoch := Epoch
+	opts := define.BuildOptions{
+		ContextDirectory: contextDir,
+		PullPolicy:       define.PullIfMissing,
+		// chroot isolation runs without a container runtime or user namespaces: it works on a plain
+		// host and inside an unprivileged build pod alike.
+		Isolation:               define.IsolationChroot,
+		Output:                  tag,
+		OutputFormat:            define.OCIv1ImageManifest,
+		Layers:                  true,
+		RemoveIntermediateCtrs:  true,
+		ForceRmIntermediateCtrs: true,
+		Timestamp:               &epoch,
+		Architecture:            b.Arch,
+		OS:                      "linux",
+		SystemContext:           sys,
+		SignaturePolicyPath:     policyPath,
+		MaxPullPushRetries:      3,
+		PullPushRetryDelay:      2 * time.Second,
+		Out:                     e.out,
+		Err:                     e.out,
+		ReportWriter:            e.out,
+		CommonBuildOpts: &define.CommonBuildOptions{
+			// As root, buildah raises RLIMIT_NOFILE/NPROC to 1048576, which fails without
+			// CAP_SYS_RESOURCE; asking for what we already have always works.
+			Ulimit: ulimits,
+			// /etc/hostname and /etc/hosts would carry the build host into the image.
+			NoHostname: true,
+			NoHosts:    true,
+			// The buildah version label would change the digest with every buildah upgrade.
+			IdentityLabel: types.OptionalBoolFalse,
+		},
+	}
+	if cache != nil && cache.Repo != "" {
+		named, err := reference.ParseNormalizedNamed(cache.Repo)
+		if err != nil {
+			return fail(fmt.Errorf("cache repository %q: %w", cache.Repo, err))
+		}
+		opts.CacheFrom = []reference.Named{named}
+		opts.CacheTo = []reference.Named{named}
+	}
+	imageID, _, err := imagebuildah.BuildDockerfiles(ctx, e.store, opts, containerfile)
+	if err != nil {
+		return fail(fmt.Errorf("building %s image: %w", b.Arch, err))
+	}
+	defer func() {
+		// The tag is ours alone; dropping it lets storage reclaim the image while the intermediate
+		// layers stay as cache.
+		_, _ = e.store.DeleteImage(imageID, true)
+	}()
+
+	layoutDir := filepath.Join(dir, "layout")
+	dest, err := ocilayout.NewReference(layoutDir, b.Arch)
+	if err != nil {
+		return fail(err)
+	}
+	if _, _, err := buildah.Push(ctx, imageID, dest, buildah.PushOptions{
+		Store:         e.store,
+		SystemContext: sys,
+		ManifestType:  specsv1.MediaTypeImageManifest,
+		Compression:   archive.Gzip,
+		ReportWriter:  io.Discard,
+	}); err != nil {
+		return fail(fmt.Errorf("exporting %s image to an OCI layout: %w", b.Arch, err))
+	}
+	img, err := layoutImage(layoutDir)
+	if err != nil {
+		return fail(err)
+	}
+	built.Image = img
+	if built.Digest, err = img.Digest(); err != nil {
+		return fail(err)
+	}
+	built.Duration = time.Since(start)
+	return built, nil
+}
+
+// systemContext writes the registry configuration into the build's directory and points
+// containers/image at it, so no host-wide file is consulted.
+func (e *Engine) systemContext(dir, arch string, rc RegistryConfig, cache *Cache) (*types.SystemContext, string, error) {
+	sysDir := filepath.Join(dir, "sys")
+	files := map[string][]byte{
+		"registries.conf": rc.RegistriesConf,
+		"policy.json":     rc.PolicyJSON,
+	}
+	if len(files["policy.json"]) == 0 {
+		files["policy.json"] = []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`)
+	}
+	auth, err := mergeAuthFiles(rc.PullAuth, cacheAuth(cache))
+	if err != nil {
+		return nil, "", err
+	}
+	files["auth.json"] = auth
+	for host, pem := range rc.CAs {
+		if strings.ContainsAny(host, "/\\") || host == "" || host == "." || host == ".." {
+			return nil, "", fmt.Errorf("CA bundle for %q: not a registry host[:port]", host)
+		}
+		files[filepath.Join("certs.d", host, "ca.crt")] = pem
+	}
+	for name, data := range files {
+		p := filepath.Join(sysDir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return nil, "", err
+		}
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			return nil, "", err
+		}
+	}
+	for _, d := range []string{"registries.conf.d", "registries.d", "certs.d"} {
+		if err := os.MkdirAll(filepath.Join(sysDir, d), 0o700); err != nil {
+			return nil, "", err
+		}
+	}
+	blobCache := filepath.Join(e.root, "blob-info-cache")
+	if err := os.MkdirAll(blobCache, 0o700); err != nil {
+		return nil, "", err
+	}
+	return &types.SystemContext{
+		SystemRegistriesConfPath:    filepath.Join(sysDir, "registries.conf"),
+		SystemRegistriesConfDirPath: filepath.Join(sysDir, "registries.conf.d"),
+		RegistriesDirPath:           filepath.Join(sysDir, "registries.d"),
+		SignaturePolicyPath:         filepath.Join(sysDir, "policy.json"),
+		AuthFilePath:                filepath.Join(sysDir, "auth.json"),
+		DockerPerHostCertDirPath:    filepath.Join(sysDir, "certs.d"),
+		BlobInfoCacheDir:            blobCache,
+		ArchitectureChoice:          arch,
+		OSChoice:                    "linux",
+	}, filepath.Join(sysDir, "policy.json"), nil
+}
+
+func cacheAuth(c *Cache) []byte {
+	if c == nil {
+		return nil
+	}
+	return c.Auth
+}
+
+// writeContext lays the build context out and returns the Containerfile's path.
+func writeContext(dir string, b ArchBuild) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	for rel, data := range b.ContextFiles {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return "", err
+		}
+	}
+	// Outside the context directory, so COPY . cannot pick it up.
+	p := filepath.Join(filepath.Dir(dir), "Containerfile")
+	return p, os.WriteFile(p, b.Containerfile, 0o600)
+}
+
+func localPath(p string) bool {
+	return filepath.IsLocal(filepath.FromSlash(p))
+}
+
+func layoutImage(dir string) (v1.Image, error) {
+	idx, err := ggcrlayout.ImageIndexFromPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading the built OCI layout: %w", err)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	if len(m.Manifests) != 1 {
+		return nil, fmt.Errorf("the built OCI layout holds %d images, want 1", len(m.Manifests))
+	}
+	return idx.Image(m.Manifests[0].Digest)
+}
+
+func hardUlimits() ([]string, error) {
+	var out []string
+	for _, l := range []struct {
+		name     string
+		resource int
+	}{{"nofile", syscall.RLIMIT_NOFILE}, {"nproc", unix.RLIMIT_NPROC}} {
+		var r syscall.Rlimit
+		if err := syscall.Getrlimit(l.resource, &r); err != nil {
+			return nil, fmt.Errorf("reading RLIMIT_%s: %w", strings.ToUpper(l.name), err)
+		}
+		out = append(out, fmt.Sprintf("%s=%d:%d", l.name, r.Cur, r.Max))
+	}
+	return out, nil
+}
+
+func randomName() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,6 @@
+package main
+
+import "runtime"
+
+// hostArch is the architecture built when nothing names one: this machine's.
+func hostArch() string { return runtime.GOARCH }

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
+	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/pipeline"
+	"github.com/mosb-dev/mosb/registry"
+)
+
+func newBuildCommand() *cobra.Command {
+	f := &fileInputs{}
+	var (
+		arches    []string
+		cacheRepo string
+		output    string
+		root      string
+		driver    string
+	)
+	cmd := &cobra.Command{
+		Use:   "build -f machineosconfig.yaml",
+		Short: "Build and push a MachineOSConfig's image without a cluster (for CI)",
+		Long: `build validates and assembles exactly as the controller does, builds every architecture with
+buildah (emulated under qemu where binfmt is registered), pushes with the push credentials only,
+and prints the digested pullspec as its last line. With several architectures, the images are
+pushed by digest and an OCI index is pushed to the tag. Exit code 2: invalid input; 1: the build
+or the push failed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "" && output != "yaml" {
+				return invalid("-o %q: the only output format is yaml", output)
+			}
+			f.arches = arches
+			plan, err := prepare(f, true)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			progress := cmd.ErrOrStderr()
+			res, err := runBuild(ctx, plan, buildSettings{root: root, driver: driver, cacheRepo: cacheRepo, progress: progress})
+			if err != nil {
+				return err
+			}
+			if output == "yaml" {
+				return printMachineOSConfig(cmd.OutOrStdout(), f, res.Pullspec)
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), res.Pullspec)
+			return err
+		},
+	}
+	addInputFlags(cmd, f)
+	fl := cmd.Flags()
+	fl.StringSliceVar(&arches, "arch", nil, "architectures to build, e.g. amd64,arm64 (default: those the containerFile entries name, else this machine's)")
+	fl.StringVar(&cacheRepo, "cache-repo", "", "a repository for intermediate layers shared across builds (buildah --cache-to/--cache-from); the push credentials must reach it")
+	fl.StringVarP(&output, "output", "o", "", "yaml: print the MachineOSConfig with status.currentImagePullspec instead of the pullspec")
+	fl.StringVar(&root, "root", defaultBuildRoot(), "where image storage and the layer cache live")
+	fl.StringVar(&driver, "storage-driver", "vfs", "containers/storage driver: vfs or overlay")
+	return cmd
+}
+
+func defaultBuildRoot() string {
+	if dir, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(dir, "mosb", "build")
+	}
+	return filepath.Join(os.TempDir(), "mosb-build")
+}
+
+type buildSettings struct {
+	root, driver, cacheRepo string
+	progress                io.Writer
+}
+
+// runBuild builds a plan in-process and pushes it with the push credentials only.
+func runBuild(ctx context.Context, plan *pipeline.Plan, s buildSettings) (*builder.Result, error) {
+	engine, err := builder.New(s.root, builder.WithStorageDriver(s.driver), builder.WithProgress(s.progress))
+	if err != nil {
+		return nil, err
+	}
+	defer engine.Close()
+	req := builder.Request{Target: plan.Target, Registry: plan.Registry}
+	for _, a := range plan.Arches {
+		req.Builds = append(req.Builds, a.Build)
+		if a.Selection.Source == "none" {
+			fmt.Fprintf(s.progress, "mosb: %s is built without user content: no %s or noarch containerFile entry\n", a.Arch, a.Arch)
+		}
+	}
+	if s.cacheRepo != "" {
+		cacheAuth, err := plan.PushAuths.AuthFile()
+		if err != nil {
+			return nil, err
+		}
+		req.Cache = &builder.Cache{Repo: s.cacheRepo, Auth: cacheAuth}
+	}
+	pusher := registry.NewClient(registry.WithKeychain(plan.PushAuths.Keychain()), registry.WithConfig(plan.Config))
+	fmt.Fprintf(s.progress, "mosb: building %s for %s\n", plan.Target, strings.Join(plan.ArchNames(), ", "))
+	res, err := engine.Build(ctx, req, pusher)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range res.Arches {
+		fmt.Fprintf(s.progress, "mosb: %s built in %s: %s\n", a.Arch, a.BuildDuration.Round(1e7), a.Pullspec)
+	}
+	fmt.Fprintf(s.progress, "mosb: pushed in %s\n", res.PushDuration.Round(1e7))
+	return res, nil
+}
+
+func printMachineOSConfig(w io.Writer, f *fileInputs, pullspec string) error {
+	in, err := f.load(false)
+	if err != nil {
+		return err
+	}
+	m := in.MachineOSConfig.DeepCopy()
+	m.Status.CurrentImagePullspec = mosbv1.ImageDigestFormat(pullspec)
+	m.Status.ObservedGeneration = m.Generation
+	m.Status.Conditions = []metav1.Condition{{
+		Type: mosbv1.MachineOSConfigReady, Status: metav1.ConditionTrue, Reason: "Built",
+		Message: "built and pushed by mosb build", LastTransitionTime: metav1.Now(), ObservedGeneration: m.Generation,
+	}}
+	out, err := yaml.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(out)
+	return err
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mosb-dev/mosb/test/harness"
+)
+
+// buildFixture is a registry with the tiny base image, and the files `mosb build` reads.
+type buildFixture struct {
+	reg        *harness.Registry
+	base       map[string]string // arch -> base image by digest
+	dir        string
+	clusterDir string
+	authFile   string
+}
+
+func newBuildFixture(t *testing.T, arches ...string) *buildFixture {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs buildah and docker-registry")
+	}
+	f := &buildFixture{reg: harness.StartRegistry(t), base: map[string]string{}, dir: t.TempDir()}
+	for _, a := range arches {
+		f.base[a] = harness.PushBaseImage(t, f.reg, "os/base", a)
+	}
+	f.clusterDir = filepath.Join(f.dir, "cluster")
+	host, port, _ := strings.Cut(f.reg.Host, ":")
+	write(t, filepath.Join(f.clusterDir, "image.yaml"), `apiVersion: config.openshift.io/v1
+kind: Image
+metadata:
+  name: cluster
+spec:
+  additionalTrustedCA:
+    name: registry-cas
+`)
+	write(t, filepath.Join(f.clusterDir, "cas.yaml"), fmt.Sprintf(`apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: registry-cas
+  namespace: openshift-config
+data:
+  %s..%s: |
+%s`, host, port, indent(string(f.reg.CA.PEM), "    ")))
+	f.authFile = filepath.Join(f.dir, "auth.json")
+	write(t, f.authFile, string(f.reg.DockerConfigJSON()))
+	return f
+}
+
+// mosc writes a MachineOSConfig with the given user content (noarch when arch is "") and returns its path.
+func (f *buildFixture) mosc(t *testing.T, name, target string, content map[string]string) string {
+	t.Helper()
+	var entries strings.Builder
+	for arch, c := range content {
+		fmt.Fprintf(&entries, "    - content: |\n%s\n", indent(c, "        "))
+		if arch != "" {
+			fmt.Fprintf(&entries, "      containerfileArch: %s\n", arch)
+		}
+	}
+	base := f.base["amd64"]
+	if base == "" {
+		for _, b := range f.base {
+			base = b
+		}
+	}
+	if base == "" {
+		// Tests of validation never pull it.
+		base = "registry.example.com/os/base@sha256:" + strings.Repeat("0", 64)
+	}
+	doc := fmt.Sprintf(`apiVersion: machineconfiguration.openshift.io/v1alpha1
+kind: MachineOSConfig
+metadata:
+  name: %s
+spec:
+  machineConfigPool:
+    name: worker
+  buildInputs:
+    baseOSImagePullspec: %s
+    releaseVersion: 4.16.0-test
+    imageBuilder:
+      imageBuilderType: PodImageBuilder
+    baseImagePullSecret:
+      name: pull
+    renderedImagePushSecret:
+      name: push
+    renderedImagePushspec: %s
+`, name, base, target)
+	if entries.Len() > 0 {
+		doc += "    containerFile:\n" + entries.String()
+	}
+	p := filepath.Join(f.dir, name+".yaml")
+	write(t, p, doc)
+	return p
+}
+
+type cliResult struct {
+	code           int
+	stdout, stderr string
+}
+
+// lastLine is what scripts read: the digested pullspec.
+func (r cliResult) lastLine() string {
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	return lines[len(lines)-1]
+}
+
+func runCLI(t *testing.T, args ...string) cliResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	code := run(ctx, args, &out, &errOut)
+	return cliResult{code: code, stdout: out.String(), stderr: errOut.String()}
+}
+
+func write(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func indent(s, prefix string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i := range lines {
+		lines[i] = prefix + lines[i]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	configv1 "github.com/openshift/api/config/v1"
+	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+
+	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
+	"github.com/mosb-dev/mosb/pipeline"
+	"github.com/mosb-dev/mosb/registry"
+)
+
+// fileInputs are the flags `render` and `build` share: the same files a cluster would hold.
+type fileInputs struct {
+	machineOSConfig string
+	machineConfig   string
+	clusterConfig   string
+	authFile        string
+	pullSecret      string
+	pushSecret      string
+	arches          []string
+	namespace       string
+}
+
+func newScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, mosbv1.AddToScheme, configv1.Install, mcfgv1.Install} {
+		if err := add(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// invalid marks an error as bad input (exit code 2).
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errInvalidInput, fmt.Sprintf(format, args...))
+}
+
+// decodeFile decodes every YAML or JSON document of a file into typed objects.
+func decodeFile(codecs serializer.CodecFactory, path string) ([]runtime.Object, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
+	var objs []runtime.Object
+	for i := 1; ; i++ {
+		var doc runtime.RawExtension
+		if err := dec.Decode(&doc); err != nil {
+			if errors.Is(err, io.EOF) {
+				return objs, nil
+			}
+			return nil, invalid("%s: document %d is not YAML or JSON: %v", path, i, err)
+		}
+		if len(bytes.TrimSpace(doc.Raw)) == 0 || string(bytes.TrimSpace(doc.Raw)) == "null" {
+			continue
+		}
+		obj, _, err := codecs.UniversalDeserializer().Decode(doc.Raw, nil, nil)
+		if err != nil {
+			return nil, invalid("%s: document %d: %v (mosb reads MachineOSConfig, MachineConfig, Image, ImageDigestMirrorSet, ImageTagMirrorSet, ImageContentPolicy, ConfigMap and Secret objects)", path, i, err)
+		}
+		objs = append(objs, obj)
+	}
+}
+
+// load reads the files into pipeline inputs, as the controller would read them from the cluster.
+func (f *fileInputs) load(credentialsRequired bool) (pipeline.Inputs, error) {
+	in := pipeline.Inputs{Namespace: f.namespace, Arches: f.arches, DefaultArch: hostArch(), BuilderVersion: builderVersion()}
+	scheme, err := newScheme()
+	if err != nil {
+		return in, err
+	}
+	codecs := serializer.NewCodecFactory(scheme, serializer.EnableStrict)
+	if f.machineOSConfig == "" {
+		return in, invalid("-f machineosconfig.yaml is required")
+	}
+	objs, err := decodeFile(codecs, f.machineOSConfig)
+	if err != nil {
+		return in, err
+	}
+	if len(objs) != 1 {
+		return in, invalid("%s: want exactly one MachineOSConfig, found %d documents", f.machineOSConfig, len(objs))
+	}
+	mosc, ok := objs[0].(*mosbv1.MachineOSConfig)
+	if !ok {
+		return in, invalid("%s: want a MachineOSConfig (machineconfiguration.openshift.io/v1alpha1), found %T", f.machineOSConfig, objs[0])
+	}
+	in.MachineOSConfig = mosc
+
+	if f.machineConfig != "" {
+		objs, err := decodeFile(codecs, f.machineConfig)
+		if err != nil {
+			return in, err
+		}
+		mc, ok := single[*mcfgv1.MachineConfig](objs)
+		if !ok {
+			return in, invalid("%s: want exactly one MachineConfig (machineconfiguration.openshift.io/v1)", f.machineConfig)
+		}
+		in.RenderedMachineConfig = mc
+	}
+	if f.clusterConfig != "" {
+		if err := loadClusterConfig(codecs, f.clusterConfig, &in); err != nil {
+			return in, err
+		}
+	}
+	if err := f.loadCredentials(codecs, &in, credentialsRequired); err != nil {
+		return in, err
+	}
+	return in, nil
+}
+
+func single[T runtime.Object](objs []runtime.Object) (T, bool) {
+	var zero T
+	if len(objs) != 1 {
+		return zero, false
+	}
+	t, ok := objs[0].(T)
+	return t, ok
+}
+
+// loadClusterConfig reads every *.yaml, *.yml and *.json file of dir. Objects mosb does not use
+// are an error, not skipped: a misplaced file should not silently change nothing.
+func loadClusterConfig(codecs serializer.CodecFactory, dir string, in *pipeline.Inputs) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return invalid("--cluster-config: %v", err)
+	}
+	var configMaps []*corev1.ConfigMap
+	for _, e := range entries {
+		ext := strings.ToLower(filepath.Ext(e.Name()))
+		if e.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		objs, err := decodeFile(codecs, path)
+		if err != nil {
+			return err
+		}
+		for _, obj := range objs {
+			switch o := obj.(type) {
+			case *configv1.Image:
+				if o.Name != "cluster" {
+					return invalid("%s: Image %q: the cluster image configuration must be named cluster", path, o.Name)
+				}
+				if in.Cluster.Image != nil {
+					return invalid("%s: a second Image cluster object", path)
+				}
+				in.Cluster.Image = o
+			case *configv1.ImageDigestMirrorSet:
+				in.Cluster.ImageDigestMirrorSets = append(in.Cluster.ImageDigestMirrorSets, *o)
+			case *configv1.ImageTagMirrorSet:
+				in.Cluster.ImageTagMirrorSets = append(in.Cluster.ImageTagMirrorSets, *o)
+			case *configv1.ImageContentPolicy:
+				in.Cluster.ImageContentPolicies = append(in.Cluster.ImageContentPolicies, *o)
+			case *corev1.ConfigMap:
+				configMaps = append(configMaps, o)
+			default:
+				return invalid("%s: %T is not cluster registry configuration (Image, ImageDigestMirrorSet, ImageTagMirrorSet, ImageContentPolicy, ConfigMap)", path, obj)
+			}
+		}
+	}
+	sort.Slice(configMaps, func(i, j int) bool { return configMaps[i].Name < configMaps[j].Name })
+	var caName string
+	if in.Cluster.Image != nil {
+		caName = in.Cluster.Image.Spec.AdditionalTrustedCA.Name
+	}
+	for _, cm := range configMaps {
+		switch cm.Name {
+		case pipeline.OSImageURLConfigMap:
+			in.OSImageURL = cm.Data
+		case caName:
+			in.Cluster.AdditionalTrustedCA = cm
+		default:
+			return invalid("ConfigMap %q in --cluster-config is neither %s nor the additionalTrustedCA the Image cluster names (%q)", cm.Name, pipeline.OSImageURLConfigMap, caName)
+		}
+	}
+	if caName != "" && in.Cluster.AdditionalTrustedCA == nil {
+		return invalid("Image cluster names additionalTrustedCA ConfigMap %q but --cluster-config has no ConfigMap of that name", caName)
+	}
+	return nil
+}
+
+// loadCredentials turns --authfile or --pull-secret/--push-secret into the Secrets the
+// MachineOSConfig names, as if they were in the build namespace.
+func (f *fileInputs) loadCredentials(codecs serializer.CodecFactory, in *pipeline.Inputs, required bool) error {
+	bi := in.MachineOSConfig.Spec.BuildInputs
+	pull, push := f.pullSecret, f.pushSecret
+	if f.authFile != "" {
+		if pull != "" || push != "" {
+			return invalid("--authfile is both the pull and the push credentials; do not combine it with --pull-secret/--push-secret")
+		}
+		pull, push = f.authFile, f.authFile
+	}
+	var err error
+	if in.PullSecret, err = secretFromFile(codecs, pull, bi.BaseImagePullSecret.Name, f.namespace); err != nil {
+		return err
+	}
+	if in.PushSecret, err = secretFromFile(codecs, push, bi.RenderedImagePushSecret.Name, f.namespace); err != nil {
+		return err
+	}
+	if required && (in.PullSecret == nil || in.PushSecret == nil) {
+		return invalid("credentials are required: pass --authfile F, or --pull-secret F and --push-secret F (a Secret manifest or a containers auth file)")
+	}
+	if !required {
+		empty := &corev1.Secret{Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)}}
+		if in.PullSecret == nil {
+			in.PullSecret = empty
+		}
+		if in.PushSecret == nil {
+			in.PushSecret = empty
+		}
+	}
+	return nil
+}
+
+// secretFromFile reads a Secret manifest, or a containers/docker auth file which it wraps in a
+// kubernetes.io/dockerconfigjson Secret. Errors never quote the file: it holds credentials.
+func secretFromFile(codecs serializer.CodecFactory, path, name, ns string) (*corev1.Secret, error) {
+	if path == "" {
+		return nil, nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	if obj, _, err := codecs.UniversalDeserializer().Decode(raw, nil, nil); err == nil {
+		s, ok := obj.(*corev1.Secret)
+		if !ok {
+			return nil, invalid("%s: want a Secret or an auth file, found %T", path, obj)
+		}
+		return s, nil
+	}
+	auths, err := registry.ParseAuthFile(path, raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errInvalidInput, err)
+	}
+	// Canonical {"auths":…} whichever of the two auth file forms the file had.
+	if raw, err = auths.AuthFile(); err != nil {
+		return nil, err
+	}
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Type:       corev1.SecretTypeDockerConfigJson,
+		Data:       map[string][]byte{corev1.DockerConfigJsonKey: raw},
+	}, nil
+}

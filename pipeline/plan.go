@@ -1,0 +1,334 @@
+package pipeline
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"sort"
+
+	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
+	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/containerfiles"
+	"github.com/mosb-dev/mosb/registry"
+)
+
+// OSImageURLConfigMap is the ConfigMap (in the build namespace) whose keys default an empty base
+// image, extensions image and release version, as the MachineOSConfig API describes.
+const OSImageURLConfigMap = "machine-config-osimageurl"
+
+// Keys of the machine-config-osimageurl ConfigMap.
+const (
+	OSImageURLBaseKey       = "baseOSContainerImage"
+	OSImageURLExtensionsKey = "baseOSExtensionsContainerImage"
+	OSImageURLReleaseKey    = "releaseVersion"
+)
+
+// Inputs are everything a build is made from, already read from the cluster or from files.
+type Inputs struct {
+	MachineOSConfig *mosbv1.MachineOSConfig
+	// RenderedMachineConfig is the pool's rendered MachineConfig; nil when there is none (no
+	// MachineConfig API, or a CI build without a cluster).
+	RenderedMachineConfig *mcfgv1.MachineConfig
+	// OSImageURL is the data of the machine-config-osimageurl ConfigMap; nil when absent.
+	OSImageURL map[string]string
+	// PullSecret and PushSecret are the secrets the spec names; nil when not found.
+	PullSecret, PushSecret *corev1.Secret
+	// Namespace is where the secrets live, for messages.
+	Namespace string
+	// Cluster is the registry configuration (Image config, its CA ConfigMap, mirror sets).
+	Cluster registry.ConfigSources
+	// Arches are the architectures to build (any spelling users write). Empty: those the
+	// containerFile entries name, else DefaultArch.
+	Arches []string
+	// DefaultArch is the architecture to build when nothing else names one (the controller's own).
+	DefaultArch string
+	// BuilderVersion is part of the identity: a new builder may build a different image.
+	BuilderVersion string
+}
+
+// ArchPlan is one architecture's build.
+type ArchPlan struct {
+	Arch string
+	// Selection is the containerFile entry used (own, noarch, or none).
+	Selection containerfiles.Selection
+	Build     builder.ArchBuild
+}
+
+// Plan is a build that can start.
+type Plan struct {
+	// Identity is the SHA-256 of every input that changes the image.
+	Identity string
+	// Target is the pushspec.
+	Target          string
+	BaseImage       string
+	ExtensionsImage string
+	ReleaseVersion  string
+	// RenderedMachineConfig is the rendered MachineConfig's name, empty when there is none.
+	RenderedMachineConfig string
+	Arches                []ArchPlan
+	// Registry is what the build's pulls use: registries.conf, policy.json, CAs, pull auth file.
+	Registry builder.RegistryConfig
+	// Config is the cluster registry configuration, for mosb's own registry calls.
+	Config *registry.Config
+	// PullAuths and PushAuths are the parsed secrets; push credentials go to the push only.
+	PullAuths, PushAuths registry.Auths
+}
+
+// ShortIdentity is the part of the identity in a MachineOSBuild's name.
+func (p *Plan) ShortIdentity() string { return p.Identity[:10] }
+
+// MachineOSBuildName is <machineosconfig>-<short identity>.
+func (p *Plan) MachineOSBuildName(mosc string) string { return mosc + "-" + p.ShortIdentity() }
+
+// ArchNames are the planned architectures, sorted.
+func (p *Plan) ArchNames() []string {
+	out := make([]string, 0, len(p.Arches))
+	for _, a := range p.Arches {
+		out = append(out, a.Arch)
+	}
+	return out
+}
+
+// Prepare validates the inputs and plans the build. Its error is always a *Failure.
+func Prepare(in Inputs) (*Plan, error) {
+	m := in.MachineOSConfig
+	if m == nil {
+		return nil, fail(ReasonInvalidMachineOSConfig, nil, "no MachineOSConfig was given")
+	}
+	bi := m.Spec.BuildInputs
+	obj := "MachineOSConfig " + m.Name
+
+	target := string(bi.RenderedImagePushspec)
+	if err := registry.ValidateTagPushspec(target); err != nil {
+		return nil, fail(ReasonInvalidPushspec, err,
+			"%s: spec.buildInputs.renderedImagePushspec %q: %v; set it to host[:port][/namespace]/name:<tag>", obj, target, err)
+	}
+
+	base, ext, release, f := defaults(obj, bi, in.OSImageURL, in.Namespace)
+	if f != nil {
+		return nil, f
+	}
+
+	pullAuths, f := parseSecret(obj, "spec.buildInputs.baseImagePullSecret", bi.BaseImagePullSecret.Name, in.PullSecret, in.Namespace)
+	if f != nil {
+		return nil, f
+	}
+	pushAuths, f := parseSecret(obj, "spec.buildInputs.renderedImagePushSecret", bi.RenderedImagePushSecret.Name, in.PushSecret, in.Namespace)
+	if f != nil {
+		return nil, f
+	}
+
+	cfg, err := registry.NewConfig(in.Cluster)
+	if err != nil {
+		return nil, fail(ReasonInvalidClusterConfig, err, "%s cannot be built: %v", obj, err)
+	}
+	for _, check := range []struct {
+		what, spec string
+		push       bool
+	}{{"base image", base, false}, {"extensions image", ext, false}, {"push target", target, true}} {
+		if check.spec == "" {
+			continue
+		}
+		ref, err := registry.ParsePullspec(check.spec)
+		if err != nil {
+			return nil, fail(ReasonInvalidMachineOSConfig, err, "%s: %s %q: %v", obj, check.what, check.spec, err)
+		}
+		d := cfg.CheckPull(ref)
+		if check.push {
+			d = cfg.CheckPush(ref)
+		}
+		if err := d.Err(); err != nil {
+			return nil, fail(ReasonRegistryBlocked, err, "%s: %s: %v", obj, check.what, err)
+		}
+	}
+
+	cfInput := containerfiles.InputFromMachineOSConfig(m)
+	cfInput.BaseImage, cfInput.ExtensionsImage, cfInput.ReleaseVersion = base, ext, release
+	var renderedName string
+	if mc := in.RenderedMachineConfig; mc != nil {
+		content, err := currentConfig(mc)
+		if err != nil {
+			return nil, fail(ReasonInvalidMachineOSConfig, err, "rendered MachineConfig %s cannot be encoded: %v", mc.Name, err)
+		}
+		renderedName = mc.Name
+		cfInput.RenderedMachineConfig, cfInput.RenderedMachineConfigContent = mc.Name, content
+	}
+	if err := containerfiles.Validate(cfInput); err != nil {
+		return nil, containerfileFailure(obj, err)
+	}
+
+	arches, f := buildArches(obj, in.Arches, bi.Containerfile, in.DefaultArch)
+	if f != nil {
+		return nil, f
+	}
+	plan := &Plan{
+		Target: target, BaseImage: base, ExtensionsImage: ext, ReleaseVersion: release,
+		RenderedMachineConfig: renderedName, Config: cfg, PullAuths: pullAuths, PushAuths: pushAuths,
+	}
+	for _, arch := range arches {
+		cf, err := containerfiles.Assemble(cfInput, arch)
+		if err != nil {
+			return nil, containerfileFailure(obj, err)
+		}
+		plan.Arches = append(plan.Arches, ArchPlan{
+			Arch:      string(arch),
+			Selection: cf.Selection,
+			Build:     builder.ArchBuild{Arch: string(arch), Containerfile: []byte(cf.Text), ContextFiles: cf.Context},
+		})
+	}
+
+	if plan.Registry, err = buildRegistryConfig(cfg, pullAuths); err != nil {
+		return nil, fail(ReasonInvalidClusterConfig, err, "%s: rendering the registry configuration: %v", obj, err)
+	}
+	if plan.Identity, err = identity(plan, in.BuilderVersion); err != nil {
+		return nil, fail(ReasonInvalidMachineOSConfig, err, "%s: computing the build identity: %v", obj, err)
+	}
+	return plan, nil
+}
+
+// defaults fills what the spec leaves empty from the machine-config-osimageurl ConfigMap.
+func defaults(obj string, bi mosbv1.BuildInputs, osImageURL map[string]string, ns string) (base, ext, release string, f *Failure) {
+	base, ext, release = string(bi.BaseOSImagePullspec), string(bi.BaseOSExtensionsImagePullspec), bi.ReleaseVersion
+	from := func(key string) string { return osImageURL[key] }
+	if base == "" {
+		base = from(OSImageURLBaseKey)
+		if base == "" {
+			return "", "", "", fail(ReasonBaseImageNotSet, nil,
+				"%s: spec.buildInputs.baseOSImagePullspec is empty and ConfigMap %s/%s has no %s; set one of them to the base OS image by digest",
+				obj, ns, OSImageURLConfigMap, OSImageURLBaseKey)
+		}
+	}
+	if ext == "" {
+		ext = from(OSImageURLExtensionsKey)
+	}
+	if release == "" {
+		release = from(OSImageURLReleaseKey)
+	}
+	for _, img := range []struct{ field, spec string }{{"baseOSImagePullspec", base}, {"baseOSExtensionsImagePullspec", ext}} {
+		if img.spec == "" {
+			continue
+		}
+		if err := registry.ValidateDigestPullspec(img.spec); err != nil {
+			return "", "", "", fail(ReasonBaseImageNotByDigest, err,
+				"%s: %s %q: %v; reference the image as host[:port][/namespace]/name@sha256:<digest>", obj, img.field, img.spec, err)
+		}
+	}
+	return base, ext, release, nil
+}
+
+func parseSecret(obj, field, name string, s *corev1.Secret, ns string) (registry.Auths, *Failure) {
+	if s == nil {
+		return registry.Auths{}, fail(ReasonSecretNotFound, nil,
+			"%s: secret %s (%s) not found in namespace %s; create it there as a kubernetes.io/dockerconfigjson secret or fix %s.name",
+			obj, name, field, ns, field)
+	}
+	auths, err := registry.ParseSecret(s)
+	if err != nil {
+		return registry.Auths{}, fail(ReasonInvalidSecret, err, "%s: %s: %v", obj, field, err)
+	}
+	return auths, nil
+}
+
+func containerfileFailure(obj string, err error) *Failure {
+	var unknown *containerfiles.UnknownArchError
+	switch {
+	case errors.Is(err, containerfiles.ErrInvalidContainerfile):
+		return fail(ReasonInvalidContainerfile, err, "%s: spec.buildInputs.%v", obj, err)
+	case errors.As(err, &unknown):
+		return fail(ReasonInvalidArchitecture, err, "%s: %v", obj, err)
+	default:
+		return fail(ReasonInvalidMachineOSConfig, err, "%s: %v", obj, err)
+	}
+}
+
+// buildArches: the requested ones, else those the containerFile entries name, else the default.
+func buildArches(obj string, requested []string, entries []mosbv1.MachineOSContainerfile, def string) ([]containerfiles.Arch, *Failure) {
+	names := requested
+	if len(names) == 0 {
+		for _, e := range entries {
+			if e.ContainerfileArch != "" && e.ContainerfileArch != mosbv1.NoArch {
+				names = append(names, string(e.ContainerfileArch))
+			}
+		}
+	}
+	if len(names) == 0 && def != "" {
+		names = []string{def}
+	}
+	seen := map[containerfiles.Arch]bool{}
+	var out []containerfiles.Arch
+	for _, n := range names {
+		a, err := containerfiles.NormalizeBuildArch(n)
+		if err != nil {
+			return nil, fail(ReasonInvalidArchitecture, err, "%s: cannot build for architecture %q: %v", obj, n, err)
+		}
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fail(ReasonInvalidArchitecture, nil, "%s: no architecture to build for", obj)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out, nil
+}
+
+// currentConfig is the rendered MachineConfig as the machine-config-daemon reads it: the object
+// with only what identifies and defines it, so server bookkeeping (resourceVersion, managedFields,
+// timestamps) does not change the image.
+func currentConfig(mc *mcfgv1.MachineConfig) ([]byte, error) {
+	clean := mcfgv1.MachineConfig{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "machineconfiguration.openshift.io/v1", Kind: "MachineConfig"},
+		ObjectMeta: metav1.ObjectMeta{Name: mc.Name, Labels: mc.Labels, Annotations: mc.Annotations},
+		Spec:       mc.Spec,
+	}
+	return json.Marshal(clean)
+}
+
+func buildRegistryConfig(cfg *registry.Config, pull registry.Auths) (builder.RegistryConfig, error) {
+	conf, err := cfg.PullRegistriesConf()
+	if err != nil {
+		return builder.RegistryConfig{}, err
+	}
+	policy, err := cfg.PolicyJSON()
+	if err != nil {
+		return builder.RegistryConfig{}, err
+	}
+	auth, err := pull.AuthFile()
+	if err != nil {
+		return builder.RegistryConfig{}, err
+	}
+	return builder.RegistryConfig{RegistriesConf: conf, PolicyJSON: policy, CAs: cfg.RegistryCAs(), PullAuth: auth}, nil
+}
+
+// identity hashes everything that changes the image and nothing that does not: not the
+// credentials, not the order of map keys.
+func identity(p *Plan, builderVersion string) (string, error) {
+	type archInput struct {
+		Arch          string
+		Containerfile string
+		Context       map[string][]byte // encoding/json sorts map keys
+	}
+	doc := struct {
+		Builder        string
+		Target         string
+		Arches         []archInput
+		RegistriesConf []byte
+		PolicyJSON     []byte
+		CAs            map[string][]byte
+	}{Builder: builderVersion, Target: p.Target, RegistriesConf: p.Registry.RegistriesConf, PolicyJSON: p.Registry.PolicyJSON, CAs: p.Registry.CAs}
+	for _, a := range p.Arches {
+		doc.Arches = append(doc.Arches, archInput{a.Arch, string(a.Build.Containerfile), a.Build.ContextFiles})
+	}
+	raw, err := json.Marshal(doc)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:]), nil
+}

@@ -1,0 +1,34 @@
+package pipeline
+
+import "fmt"
+
+// Condition reasons for invalid input (MachineOSConfig Degraded=True). CamelCase, one per fix.
+const (
+	ReasonInvalidPushspec        = "InvalidPushspec"
+	ReasonSecretNotFound         = "SecretNotFound"
+	ReasonInvalidSecret          = "InvalidSecret"
+	ReasonRegistryBlocked        = "RegistryBlocked"
+	ReasonBaseImageNotByDigest   = "BaseImageNotByDigest"
+	ReasonBaseImageNotSet        = "BaseImageNotSet"
+	ReasonInvalidContainerfile   = "InvalidContainerfile"
+	ReasonInvalidArchitecture    = "InvalidArchitecture"
+	ReasonPoolNotFound           = "PoolNotFound"
+	ReasonInvalidClusterConfig   = "InvalidClusterConfig"
+	ReasonInvalidMachineOSConfig = "InvalidMachineOSConfig"
+)
+
+// Failure is input that can never build as given. Reason is the condition reason; Message names
+// the object and the fix, and never holds a secret value.
+type Failure struct {
+	Reason  string
+	Message string
+	Err     error
+}
+
+func (f *Failure) Error() string { return f.Message }
+
+func (f *Failure) Unwrap() error { return f.Err }
+
+func fail(reason string, err error, format string, args ...any) *Failure {
+	return &Failure{Reason: reason, Message: fmt.Sprintf(format, args...), Err: err}
+}
