@@ -20,8 +20,10 @@ all: build
 build: ## the mosb binary
 	$(GO) build $(GOFLAGS_MOSB) -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/mosb
 
-deps: ## Debian packages the tests and demo use (idempotent)
+deps: ## Debian packages the tests and demo use, the arm64 busybox, qemu binfmt (idempotent)
 	hack/install-deps.sh
+	@hack/arm64-busybox.sh >/dev/null
+	@hack/binfmt.sh || echo "WARNING: arm64 emulation unavailable here: the two-architecture build tests will be SKIPPED"
 
 kube-assets: ## etcd + kube-apiserver (+ kubectl) built from the Go module proxy, cached; last line: their directory
 	@hack/kube-assets.sh

@@ -68,7 +68,7 @@ spec:
 		t.Fatal(err)
 	}
 	for k, v := range map[string]string{
-		"org.example.team": "platform",
+		"org.example.team":                                         "platform",
 		"machineconfiguration.openshift.io/pool":                   "worker",
 		"machineconfiguration.openshift.io/rendered-machineconfig": "rendered-worker-abc",
 		"machineconfiguration.openshift.io/release-version":        "4.16.0-test",
@@ -190,4 +190,3 @@ func imageFiles(t *testing.T, img v1.Image) map[string]string {
 	}
 	return files
 }
-

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,6 +21,9 @@ type buildFixture struct {
 	dir        string
 	clusterDir string
 	authFile   string
+	hosts      []string
+	// baseIndex, when set, is the base image of every MachineOSConfig: a multi-arch index.
+	baseIndex string
 }
 
 func newBuildFixture(t *testing.T, arches ...string) *buildFixture {
@@ -32,7 +36,17 @@ func newBuildFixture(t *testing.T, arches ...string) *buildFixture {
 		f.base[a] = harness.PushBaseImage(t, f.reg, "os/base", a)
 	}
 	f.clusterDir = filepath.Join(f.dir, "cluster")
-	host, port, _ := strings.Cut(f.reg.Host, ":")
+	f.authFile = filepath.Join(f.dir, "auth.json")
+	f.trust(t, f.reg.Host)
+	return f
+}
+
+// trust writes the cluster config (an additionalTrustedCA entry per host, all the fixture
+// registry's CA) and an auth file (the registry's credentials per host) for these hosts: the
+// registry itself, and proxies in front of it.
+func (f *buildFixture) trust(t *testing.T, hosts ...string) {
+	t.Helper()
+	f.hosts = append(f.hosts, hosts...)
 	write(t, filepath.Join(f.clusterDir, "image.yaml"), `apiVersion: config.openshift.io/v1
 kind: Image
 metadata:
@@ -41,17 +55,25 @@ spec:
   additionalTrustedCA:
     name: registry-cas
 `)
-	write(t, filepath.Join(f.clusterDir, "cas.yaml"), fmt.Sprintf(`apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: registry-cas
-  namespace: openshift-config
-data:
-  %s..%s: |
-%s`, host, port, indent(string(f.reg.CA.PEM), "    ")))
-	f.authFile = filepath.Join(f.dir, "auth.json")
-	write(t, f.authFile, string(f.reg.DockerConfigJSON()))
-	return f
+	cas := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: registry-cas\n  namespace: openshift-config\ndata:\n"
+	auths := map[string]any{}
+	for _, h := range f.hosts {
+		host, port, _ := strings.Cut(h, ":")
+		cas += fmt.Sprintf("  %s..%s: |\n%s\n", host, port, indent(string(f.reg.CA.PEM), "    "))
+		var one struct{ Auths map[string]any }
+		if err := json.Unmarshal(f.reg.DockerConfigJSON(), &one); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range one.Auths {
+			auths[h] = v
+		}
+	}
+	write(t, filepath.Join(f.clusterDir, "cas.yaml"), cas)
+	raw, err := json.Marshal(map[string]any{"auths": auths})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, f.authFile, string(raw))
 }
 
 // mosc writes a MachineOSConfig with the given user content (noarch when arch is "") and returns its path.
@@ -69,6 +91,9 @@ func (f *buildFixture) mosc(t *testing.T, name, target string, content map[strin
 		for _, b := range f.base {
 			base = b
 		}
+	}
+	if f.baseIndex != "" {
+		base = f.baseIndex
 	}
 	if base == "" {
 		// Tests of validation never pull it.

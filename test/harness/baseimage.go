@@ -145,6 +145,37 @@ func PushBaseImage(t testing.TB, r *Registry, repo, arch string) string {
 	return r.Host + "/" + repo + "@" + d.String()
 }
 
+// PushBaseIndex pushes the tiny base image for each architecture and an OCI index of them to
+// repo, and returns the index by digest: one pullspec for a multi-architecture build.
+func PushBaseIndex(t testing.TB, r *Registry, repo string, arches ...string) string {
+	t.Helper()
+	var idx v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for _, arch := range arches {
+		img, err := BaseImage(BusyboxPath(arch), arch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
+			Add:        img,
+			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}},
+		})
+	}
+	ref, err := name.NewTag(r.Host+"/"+repo+":multiarch", nameOpts(r)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := remote.WriteIndex(ref, idx, remote.WithAuth(r.Auth()), remote.WithTransport(r.Transport()), remote.WithContext(ctx)); err != nil {
+		t.Fatalf("pushing the base index to %s: %v", ref, err)
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Host + "/" + repo + "@" + d.String()
+}
+
 func nameOpts(r *Registry) []name.Option {
 	if r.CA == nil {
 		return []name.Option{name.Insecure}
