@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containers/buildah"
+
 	"github.com/mosb-dev/mosb/test/harness"
 )
 
@@ -25,6 +27,10 @@ func controlPlane(t *testing.T) *harness.ControlPlane {
 }
 
 func TestMain(m *testing.M) {
+	// chroot isolation re-executes the test binary; the child must not run the tests.
+	if buildah.InitReexec() {
+		return
+	}
 	code := m.Run()
 	for i := len(packageCleanups) - 1; i >= 0; i-- {
 		packageCleanups[i]()
