@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sort"
 
 	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
@@ -49,6 +50,9 @@ type Inputs struct {
 	DefaultArch string
 	// BuilderVersion is part of the identity: a new builder may build a different image.
 	BuilderVersion string
+	// CredentialsOptional lets a missing secret mean "no credentials" instead of SecretNotFound:
+	// for `mosb render`, which neither pulls nor pushes.
+	CredentialsOptional bool
 }
 
 // ArchPlan is one architecture's build.
@@ -77,6 +81,8 @@ type Plan struct {
 	Config *registry.Config
 	// PullAuths and PushAuths are the parsed secrets; push credentials go to the push only.
 	PullAuths, PushAuths registry.Auths
+	// PullSecretName and PushSecretName are the secrets' names in the build namespace.
+	PullSecretName, PushSecretName string
 }
 
 // ShortIdentity is the part of the identity in a MachineOSBuild's name.
@@ -114,11 +120,11 @@ func Prepare(in Inputs) (*Plan, error) {
 		return nil, f
 	}
 
-	pullAuths, f := parseSecret(obj, "spec.buildInputs.baseImagePullSecret", bi.BaseImagePullSecret.Name, in.PullSecret, in.Namespace)
+	pullAuths, f := parseSecret(obj, "spec.buildInputs.baseImagePullSecret", bi.BaseImagePullSecret.Name, in.PullSecret, in.Namespace, in.CredentialsOptional)
 	if f != nil {
 		return nil, f
 	}
-	pushAuths, f := parseSecret(obj, "spec.buildInputs.renderedImagePushSecret", bi.RenderedImagePushSecret.Name, in.PushSecret, in.Namespace)
+	pushAuths, f := parseSecret(obj, "spec.buildInputs.renderedImagePushSecret", bi.RenderedImagePushSecret.Name, in.PushSecret, in.Namespace, in.CredentialsOptional)
 	if f != nil {
 		return nil, f
 	}
@@ -169,6 +175,7 @@ func Prepare(in Inputs) (*Plan, error) {
 	plan := &Plan{
 		Target: target, BaseImage: base, ExtensionsImage: ext, ReleaseVersion: release,
 		RenderedMachineConfig: renderedName, Config: cfg, PullAuths: pullAuths, PushAuths: pushAuths,
+		PullSecretName: bi.BaseImagePullSecret.Name, PushSecretName: bi.RenderedImagePushSecret.Name,
 	}
 	for _, arch := range arches {
 		cf, err := containerfiles.Assemble(cfInput, arch)
@@ -191,37 +198,43 @@ func Prepare(in Inputs) (*Plan, error) {
 	return plan, nil
 }
 
-// defaults fills what the spec leaves empty from the machine-config-osimageurl ConfigMap.
+// defaults fills what the spec leaves empty from the machine-config-osimageurl ConfigMap. A bad
+// value is reported where it lives: the spec field, or the ConfigMap key it came from.
 func defaults(obj string, bi mosbv1.BuildInputs, osImageURL map[string]string, ns string) (base, ext, release string, f *Failure) {
-	base, ext, release = string(bi.BaseOSImagePullspec), string(bi.BaseOSExtensionsImagePullspec), bi.ReleaseVersion
-	from := func(key string) string { return osImageURL[key] }
-	if base == "" {
-		base = from(OSImageURLBaseKey)
-		if base == "" {
-			return "", "", "", fail(ReasonBaseImageNotSet, nil,
-				"%s: spec.buildInputs.baseOSImagePullspec is empty and ConfigMap %s/%s has no %s; set one of them to the base OS image by digest",
-				obj, ns, OSImageURLConfigMap, OSImageURLBaseKey)
+	type source struct{ value, where string }
+	pick := func(field, spec, key string) source {
+		if spec != "" {
+			return source{spec, obj + ": spec.buildInputs." + field}
 		}
+		return source{osImageURL[key], fmt.Sprintf("ConfigMap %s/%s key %s (the default for %s spec.buildInputs.%s)", ns, OSImageURLConfigMap, key, obj, field)}
 	}
-	if ext == "" {
-		ext = from(OSImageURLExtensionsKey)
-	}
+	b := pick("baseOSImagePullspec", string(bi.BaseOSImagePullspec), OSImageURLBaseKey)
+	e := pick("baseOSExtensionsImagePullspec", string(bi.BaseOSExtensionsImagePullspec), OSImageURLExtensionsKey)
+	release = bi.ReleaseVersion
 	if release == "" {
-		release = from(OSImageURLReleaseKey)
+		release = osImageURL[OSImageURLReleaseKey]
 	}
-	for _, img := range []struct{ field, spec string }{{"baseOSImagePullspec", base}, {"baseOSExtensionsImagePullspec", ext}} {
-		if img.spec == "" {
+	if b.value == "" {
+		return "", "", "", fail(ReasonBaseImageNotSet, nil,
+			"%s: spec.buildInputs.baseOSImagePullspec is empty and ConfigMap %s/%s has no %s; set one of them to the base OS image by digest",
+			obj, ns, OSImageURLConfigMap, OSImageURLBaseKey)
+	}
+	for _, img := range []source{b, e} {
+		if img.value == "" {
 			continue
 		}
-		if err := registry.ValidateDigestPullspec(img.spec); err != nil {
+		if err := registry.ValidateDigestPullspec(img.value); err != nil {
 			return "", "", "", fail(ReasonBaseImageNotByDigest, err,
-				"%s: %s %q: %v; reference the image as host[:port][/namespace]/name@sha256:<digest>", obj, img.field, img.spec, err)
+				"%s is %q: %v; reference the image as host[:port][/namespace]/name@sha256:<digest>", img.where, img.value, err)
 		}
 	}
-	return base, ext, release, nil
+	return b.value, e.value, release, nil
 }
 
-func parseSecret(obj, field, name string, s *corev1.Secret, ns string) (registry.Auths, *Failure) {
+func parseSecret(obj, field, name string, s *corev1.Secret, ns string, optional bool) (registry.Auths, *Failure) {
+	if s == nil && optional {
+		return registry.Auths{}, nil
+	}
 	if s == nil {
 		return registry.Auths{}, fail(ReasonSecretNotFound, nil,
 			"%s: secret %s (%s) not found in namespace %s; create it there as a kubernetes.io/dockerconfigjson secret or fix %s.name",

@@ -308,11 +308,8 @@ func TestBaseImageNotByDigestNamesTheConfigMap(t *testing.T) {
 	if !errors.As(err, &f) || f.Reason != pipeline.ReasonBaseImageNotByDigest {
 		t.Fatalf("want a BaseImageNotByDigest failure, got %v", err)
 	}
-	if !strings.Contains(f.Message, pipeline.OSImageURLConfigMap) || !strings.Contains(f.Message, pipeline.OSImageURLBaseKey) {
-		// Known defect of pipeline.defaults (plan.go): the message names the MachineOSConfig's
-		// empty field baseOSImagePullspec as the place of the value. Remove this skip once the
-		// message names ConfigMap <namespace>/machine-config-osimageurl key baseOSContainerImage.
-		t.Skipf("KNOWN BUG: the message does not name ConfigMap %s/%s key %s: %s", ns, pipeline.OSImageURLConfigMap, pipeline.OSImageURLBaseKey, f.Message)
+	if !strings.Contains(f.Message, ns+"/"+pipeline.OSImageURLConfigMap) || !strings.Contains(f.Message, pipeline.OSImageURLBaseKey) {
+		t.Errorf("the message does not name ConfigMap %s/%s key %s: %s", ns, pipeline.OSImageURLConfigMap, pipeline.OSImageURLBaseKey, f.Message)
 	}
 }
 

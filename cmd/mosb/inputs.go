@@ -216,15 +216,7 @@ func (f *fileInputs) loadCredentials(codecs serializer.CodecFactory, in *pipelin
 	if required && (in.PullSecret == nil || in.PushSecret == nil) {
 		return invalid("credentials are required: pass --authfile F, or --pull-secret F and --push-secret F (a Secret manifest or a containers auth file)")
 	}
-	if !required {
-		empty := &corev1.Secret{Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)}}
-		if in.PullSecret == nil {
-			in.PullSecret = empty
-		}
-		if in.PushSecret == nil {
-			in.PushSecret = empty
-		}
-	}
+	in.CredentialsOptional = !required
 	return nil
 }
 

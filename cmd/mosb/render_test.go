@@ -116,13 +116,6 @@ func TestRenderWithoutCredentials(t *testing.T) {
 	f := renderFixture(t)
 	mosc := f.mosc(t, "nocreds", renderTarget, map[string]string{"": "RUN true"})
 	res := runCLI(t, "render", "-f", mosc)
-	if res.code == exitInvalidInput && strings.Contains(res.stderr, "InvalidSecret") {
-		// Known defect of fileInputs.loadCredentials (inputs.go): without credentials it substitutes
-		// secrets holding {"auths":{}}, which registry.ParseDockerConfigJSON refuses
-		// (ErrSecretNoEntries), so pipeline.Prepare fails with InvalidSecret. Remove this skip once
-		// render works without --authfile/--pull-secret/--push-secret.
-		t.Skipf("KNOWN BUG: render without credentials fails: %s", res.stderr)
-	}
 	if res.code != 0 {
 		t.Fatalf("exit %d:\n%s", res.code, res.stderr)
 	}

@@ -1,0 +1,217 @@
+package pipeline
+
+import (
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
+)
+
+// Reasons on MachineOSBuild conditions and on the MachineOSConfig summary.
+const (
+	ReasonPrepared      = "Prepared"
+	ReasonPodsCreated   = "PodsCreated"
+	ReasonBuilt         = "Built"
+	ReasonReused        = "ImageReused"
+	ReasonBuildFailed   = "BuildFailed"
+	ReasonPushFailed    = "PushFailed"
+	ReasonSuperseded    = "Superseded"
+	ReasonBuilding      = "Building"
+	ReasonImageMissing  = "ImageMissing"
+	ReasonNoBuild       = "NoBuild"
+	ReasonAsExpected    = "AsExpected"
+	ReasonWaitingForPod = "WaitingForPod"
+)
+
+// BuildPhase is where a MachineOSBuild is in its life.
+type BuildPhase string
+
+// The phases, derived from the conditions so there is one source of truth.
+const (
+	PhasePending     BuildPhase = "Pending"
+	PhaseBuilding    BuildPhase = "Building"
+	PhaseSucceeded   BuildPhase = "Succeeded"
+	PhaseFailed      BuildPhase = "Failed"
+	PhaseInterrupted BuildPhase = "Interrupted"
+)
+
+// Phase reads a MachineOSBuild's phase from its conditions.
+func Phase(b *mosbv1.MachineOSBuild) BuildPhase {
+	c := b.Status.Conditions
+	switch {
+	case meta.IsStatusConditionTrue(c, mosbv1.MachineOSBuildSucceeded):
+		return PhaseSucceeded
+	case meta.IsStatusConditionTrue(c, mosbv1.MachineOSBuildFailed):
+		return PhaseFailed
+	case meta.IsStatusConditionTrue(c, mosbv1.MachineOSBuildInterrupted):
+		return PhaseInterrupted
+	case meta.IsStatusConditionTrue(c, mosbv1.MachineOSBuildBuilding):
+		return PhaseBuilding
+	default:
+		return PhasePending
+	}
+}
+
+// Terminal says the build will not change any more.
+func (p BuildPhase) Terminal() bool {
+	return p == PhaseSucceeded || p == PhaseFailed || p == PhaseInterrupted
+}
+
+// SetBuildPhase sets the five conditions of a MachineOSBuild consistently for a phase.
+func SetBuildPhase(b *mosbv1.MachineOSBuild, phase BuildPhase, reason, message string, now metav1.Time) {
+	set := func(t string, on bool, r, m string) {
+		s := metav1.ConditionFalse
+		if on {
+			s = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&b.Status.Conditions, metav1.Condition{
+			Type: t, Status: s, Reason: r, Message: m, ObservedGeneration: b.Generation, LastTransitionTime: now,
+		})
+	}
+	set(mosbv1.MachineOSBuildPrepared, true, ReasonPrepared, "build request and pods prepared")
+	set(mosbv1.MachineOSBuildBuilding, phase == PhaseBuilding, reasonOr(phase == PhaseBuilding, reason, string(phase)), messageOr(phase == PhaseBuilding, message))
+	set(mosbv1.MachineOSBuildSucceeded, phase == PhaseSucceeded, reasonOr(phase == PhaseSucceeded, reason, string(phase)), messageOr(phase == PhaseSucceeded, message))
+	set(mosbv1.MachineOSBuildFailed, phase == PhaseFailed, reasonOr(phase == PhaseFailed, reason, string(phase)), messageOr(phase == PhaseFailed, message))
+	set(mosbv1.MachineOSBuildInterrupted, phase == PhaseInterrupted, reasonOr(phase == PhaseInterrupted, reason, string(phase)), messageOr(phase == PhaseInterrupted, message))
+	if phase.Terminal() && b.Status.BuildEnd == nil {
+		b.Status.BuildEnd = &now
+	}
+}
+
+func reasonOr(mine bool, reason, phase string) string {
+	if mine {
+		return reason
+	}
+	return "Build" + phase
+}
+
+func messageOr(mine bool, message string) string {
+	if mine {
+		return message
+	}
+	return ""
+}
+
+// PodOutcome is what one architecture's build pod says.
+type PodOutcome struct {
+	Done, Failed bool
+	// Message: the termination message (the worker's result JSON on success, the log tail or error on failure).
+	Message  string
+	ExitCode int32
+	Reason   string
+}
+
+// ObservePod reads a build pod's status.
+func ObservePod(p *corev1.Pod) PodOutcome {
+	var term *corev1.ContainerStateTerminated
+	for i := range p.Status.ContainerStatuses {
+		if t := p.Status.ContainerStatuses[i].State.Terminated; t != nil {
+			term = t
+		}
+	}
+	switch p.Status.Phase {
+	case corev1.PodSucceeded:
+		o := PodOutcome{Done: true}
+		if term != nil {
+			o.Message = term.Message
+		}
+		return o
+	case corev1.PodFailed:
+		o := PodOutcome{Done: true, Failed: true, Reason: p.Status.Reason, Message: p.Status.Message}
+		if term != nil {
+			o.ExitCode, o.Message = term.ExitCode, firstNonEmpty(term.Message, p.Status.Message)
+			o.Reason = firstNonEmpty(term.Reason, p.Status.Reason)
+		}
+		return o
+	}
+	return PodOutcome{}
+}
+
+// FailureMessage is what a failed pod's MachineOSBuild and MachineOSConfig say: the arch, the
+// exit code and the end of the log, so nobody has to find the pod to know why.
+func (o PodOutcome) FailureMessage(arch, pod string) string {
+	tail := strings.TrimSpace(o.Message)
+	const max = 1024
+	if len(tail) > max {
+		tail = "…" + tail[len(tail)-max:]
+	}
+	return fmt.Sprintf("the %s build (pod %s) failed with exit code %d (%s): %s", arch, pod, o.ExitCode, firstNonEmpty(o.Reason, "Error"), tail)
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// ConfigConditions are a MachineOSConfig's Ready, Building and Degraded for its current state.
+type ConfigConditions struct {
+	Ready, Building, Degraded metav1.Condition
+}
+
+// Summarise decides a MachineOSConfig's conditions. failure is invalid input (or nil); build is
+// the MachineOSBuild of the current inputs (or nil when none exists yet); imageReady says the
+// status points at that build's image.
+func Summarise(failure *Failure, build *mosbv1.MachineOSBuild, imageReady bool) ConfigConditions {
+	cond := func(t string, on bool, reason, msg string) metav1.Condition {
+		s := metav1.ConditionFalse
+		if on {
+			s = metav1.ConditionTrue
+		}
+		return metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg}
+	}
+	if failure != nil {
+		return ConfigConditions{
+			Ready:    cond(mosbv1.MachineOSConfigReady, false, failure.Reason, failure.Message),
+			Building: cond(mosbv1.MachineOSConfigBuilding, false, failure.Reason, "no build starts until the input is fixed"),
+			Degraded: cond(mosbv1.MachineOSConfigDegraded, true, failure.Reason, failure.Message),
+		}
+	}
+	if build == nil {
+		return ConfigConditions{
+			Ready:    cond(mosbv1.MachineOSConfigReady, false, ReasonNoBuild, "no build for the current inputs yet"),
+			Building: cond(mosbv1.MachineOSConfigBuilding, false, ReasonNoBuild, ""),
+			Degraded: cond(mosbv1.MachineOSConfigDegraded, false, ReasonAsExpected, ""),
+		}
+	}
+	name := "MachineOSBuild " + build.Name
+	switch Phase(build) {
+	case PhaseSucceeded:
+		if imageReady {
+			return ConfigConditions{
+				Ready:    cond(mosbv1.MachineOSConfigReady, true, ReasonBuilt, "the image of the current generation is "+build.Status.DigestedImagePushspec),
+				Building: cond(mosbv1.MachineOSConfigBuilding, false, ReasonBuilt, ""),
+				Degraded: cond(mosbv1.MachineOSConfigDegraded, false, ReasonAsExpected, ""),
+			}
+		}
+		return ConfigConditions{
+			Ready:    cond(mosbv1.MachineOSConfigReady, false, ReasonBuilt, name+" succeeded; updating status"),
+			Building: cond(mosbv1.MachineOSConfigBuilding, false, ReasonBuilt, ""),
+			Degraded: cond(mosbv1.MachineOSConfigDegraded, false, ReasonAsExpected, ""),
+		}
+	case PhaseFailed, PhaseInterrupted:
+		c := meta.FindStatusCondition(build.Status.Conditions, string(Phase(build)))
+		reason, msg := ReasonBuildFailed, name+" failed"
+		if c != nil {
+			reason, msg = c.Reason, name+": "+c.Message
+		}
+		return ConfigConditions{
+			Ready:    cond(mosbv1.MachineOSConfigReady, false, reason, msg),
+			Building: cond(mosbv1.MachineOSConfigBuilding, false, reason, ""),
+			Degraded: cond(mosbv1.MachineOSConfigDegraded, true, reason, msg),
+		}
+	default:
+		return ConfigConditions{
+			Ready:    cond(mosbv1.MachineOSConfigReady, false, ReasonBuilding, name+" is building the image of the current generation"),
+			Building: cond(mosbv1.MachineOSConfigBuilding, true, ReasonBuilding, name+" is building"),
+			Degraded: cond(mosbv1.MachineOSConfigDegraded, false, ReasonAsExpected, ""),
+		}
+	}
+}

@@ -1,0 +1,137 @@
+package pipeline
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
+)
+
+func TestSetBuildPhaseKeepsOneConditionTrue(t *testing.T) {
+	now := metav1.NewTime(time.Unix(1000, 0))
+	for _, phase := range []BuildPhase{PhaseBuilding, PhaseSucceeded, PhaseFailed, PhaseInterrupted} {
+		b := &mosbv1.MachineOSBuild{}
+		SetBuildPhase(b, PhaseBuilding, ReasonPodsCreated, "building", now)
+		SetBuildPhase(b, phase, "SomeReason", "some message", now)
+		if got := Phase(b); got != phase {
+			t.Errorf("set %s, read back %s", phase, got)
+		}
+		trueCount := 0
+		for _, c := range b.Status.Conditions {
+			if c.Type != mosbv1.MachineOSBuildPrepared && c.Status == metav1.ConditionTrue {
+				trueCount++
+				if c.Reason != "SomeReason" || c.Message != "some message" {
+					t.Errorf("%s: the true condition carries %s/%q", phase, c.Reason, c.Message)
+				}
+			}
+		}
+		if trueCount != 1 {
+			t.Errorf("%s: %d of Building/Succeeded/Failed/Interrupted are true, want 1", phase, trueCount)
+		}
+		if phase.Terminal() != (b.Status.BuildEnd != nil) {
+			t.Errorf("%s: buildEnd %v", phase, b.Status.BuildEnd)
+		}
+	}
+}
+
+func TestObservePod(t *testing.T) {
+	terminated := func(code int32, reason, msg string) []corev1.ContainerStatus {
+		return []corev1.ContainerStatus{{Name: "build", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Reason: reason, Message: msg}}}}
+	}
+	cases := []struct {
+		name string
+		pod  corev1.PodStatus
+		want PodOutcome
+	}{
+		{"pending", corev1.PodStatus{Phase: corev1.PodPending}, PodOutcome{}},
+		{"running", corev1.PodStatus{Phase: corev1.PodRunning}, PodOutcome{}},
+		{"succeeded", corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: terminated(0, "Completed", `{"arch":"amd64"}`)},
+			PodOutcome{Done: true, Message: `{"arch":"amd64"}`}},
+		{"failed", corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: terminated(1, "Error", "STEP 2/3: RUN false\nerror: exit status 1")},
+			PodOutcome{Done: true, Failed: true, ExitCode: 1, Reason: "Error", Message: "STEP 2/3: RUN false\nerror: exit status 1"}},
+		{"deadline", corev1.PodStatus{Phase: corev1.PodFailed, Reason: "DeadlineExceeded", Message: "Pod was active on the node longer than the specified deadline"},
+			PodOutcome{Done: true, Failed: true, Reason: "DeadlineExceeded", Message: "Pod was active on the node longer than the specified deadline"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ObservePod(&corev1.Pod{Status: tc.pod}); got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestFailureMessageHasExitCodeAndTheEndOfTheLog(t *testing.T) {
+	log := strings.Repeat("x", 5000) + "\nerror: the last line"
+	msg := PodOutcome{Done: true, Failed: true, ExitCode: 3, Reason: "Error", Message: log}.FailureMessage("arm64", "p-arm64")
+	for _, want := range []string{"arm64", "p-arm64", "exit code 3", "error: the last line"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q: %s", want, msg)
+		}
+	}
+	if len(msg) > 1200 {
+		t.Errorf("message is %d bytes; a condition message should stay short", len(msg))
+	}
+}
+
+func TestSummarise(t *testing.T) {
+	building := &mosbv1.MachineOSBuild{ObjectMeta: metav1.ObjectMeta{Name: "w-1"}}
+	SetBuildPhase(building, PhaseBuilding, ReasonPodsCreated, "", metav1.Now())
+	failed := &mosbv1.MachineOSBuild{ObjectMeta: metav1.ObjectMeta{Name: "w-2"}}
+	SetBuildPhase(failed, PhaseFailed, ReasonPushFailed, "registry r refused the credentials", metav1.Now())
+	succeeded := &mosbv1.MachineOSBuild{ObjectMeta: metav1.ObjectMeta{Name: "w-3"}, Status: mosbv1.MachineOSBuildStatus{DigestedImagePushspec: "r/x@sha256:1"}}
+	SetBuildPhase(succeeded, PhaseSucceeded, ReasonBuilt, "", metav1.Now())
+
+	cases := []struct {
+		name                      string
+		failure                   *Failure
+		build                     *mosbv1.MachineOSBuild
+		imageReady                bool
+		ready, building, degraded metav1.ConditionStatus
+		reason                    string
+	}{
+		{"invalid input", &Failure{Reason: ReasonSecretNotFound, Message: "secret x not found"}, nil, false, "False", "False", "True", ReasonSecretNotFound},
+		{"no build yet", nil, nil, false, "False", "False", "False", ReasonNoBuild},
+		{"building", nil, building, false, "False", "True", "False", ReasonBuilding},
+		{"failed", nil, failed, false, "False", "False", "True", ReasonPushFailed},
+		{"succeeded, status written", nil, succeeded, true, "True", "False", "False", ReasonBuilt},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Summarise(tc.failure, tc.build, tc.imageReady)
+			if c.Ready.Status != tc.ready || c.Building.Status != tc.building || c.Degraded.Status != tc.degraded {
+				t.Errorf("Ready/Building/Degraded = %s/%s/%s, want %s/%s/%s", c.Ready.Status, c.Building.Status, c.Degraded.Status, tc.ready, tc.building, tc.degraded)
+			}
+			if c.Ready.Reason != tc.reason {
+				t.Errorf("Ready reason %s, want %s", c.Ready.Reason, tc.reason)
+			}
+			for _, cond := range []metav1.Condition{c.Ready, c.Building, c.Degraded} {
+				if cond.Reason == "" {
+					t.Errorf("%s has no reason", cond.Type)
+				}
+			}
+			if tc.build != nil && tc.degraded == "True" && !strings.Contains(c.Degraded.Message, tc.build.Name) {
+				t.Errorf("Degraded message does not name the build: %s", c.Degraded.Message)
+			}
+		})
+	}
+}
+
+func TestCurrentBuildIsTheNewestOfTheIdentity(t *testing.T) {
+	at := func(s int64) metav1.Time { return metav1.NewTime(time.Unix(s, 0)) }
+	builds := []mosbv1.MachineOSBuild{
+		{ObjectMeta: metav1.ObjectMeta{Name: "w-aaa", CreationTimestamp: at(10)}, Spec: mosbv1.MachineOSBuildSpec{BuildIdentity: "A"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "w-aaa-r1", CreationTimestamp: at(20)}, Spec: mosbv1.MachineOSBuildSpec{BuildIdentity: "A"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "w-bbb", CreationTimestamp: at(30)}, Spec: mosbv1.MachineOSBuildSpec{BuildIdentity: "B"}},
+	}
+	if got := currentBuild(builds, "A"); got == nil || got.Name != "w-aaa-r1" {
+		t.Errorf("current of A = %v, want the rebuild w-aaa-r1", got)
+	}
+	if got := currentBuild(builds, "C"); got != nil {
+		t.Errorf("current of an identity never built = %s", got.Name)
+	}
+}
