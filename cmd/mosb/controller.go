@@ -1,0 +1,125 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/mosb-dev/mosb/pipeline"
+)
+
+type controllerOptions struct {
+	kubeconfig       string
+	namespace        string
+	builderImage     string
+	buildTimeout     time.Duration
+	hostNetwork      bool
+	metricsAddr      string
+	probeAddr        string
+	leaderElect      bool
+	leaderElectionNS string
+}
+
+func newControllerCommand() *cobra.Command {
+	o := controllerOptions{}
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Watch MachineOSConfigs and keep their images built",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runController(cmd, o)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, then $KUBECONFIG, then ~/.kube/config)")
+	fl.StringVar(&o.namespace, "namespace", "openshift-machine-config-operator", "the build namespace: secrets, machine-config-osimageurl, build pods")
+	fl.StringVar(&o.builderImage, "builder-image", "", "the mosb image build pods run (required)")
+	fl.DurationVar(&o.buildTimeout, "build-timeout", time.Hour, "the longest a build pod may run (activeDeadlineSeconds)")
+	fl.BoolVar(&o.hostNetwork, "host-network", false, "run build pods on the node's network (single-node dev clusters without a pod network)")
+	fl.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "where /metrics is served; 0 disables it")
+	fl.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "where /healthz and /readyz are served; 0 disables them")
+	fl.BoolVar(&o.leaderElect, "leader-elect", false, "take a Lease before acting, so only one replica builds")
+	fl.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "the Lease's namespace (default: --namespace)")
+	return cmd
+}
+
+func runController(cmd *cobra.Command, o controllerOptions) error {
+	if o.builderImage == "" {
+		return invalid("--builder-image is required: the image build pods run `mosb worker` from")
+	}
+	ctrl.SetLogger(klog.NewKlogr())
+	loading := clientcmd.NewDefaultClientConfigLoadingRules()
+	loading.ExplicitPath = o.kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(loading, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return fmt.Errorf("loading the cluster configuration: %w", err)
+	}
+	scheme, err := newScheme()
+	if err != nil {
+		return err
+	}
+	leaderNS := o.leaderElectionNS
+	if leaderNS == "" {
+		leaderNS = o.namespace
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
+		LeaderElectionID:        "mosb-controller",
+		LeaderElectionNamespace: leaderNS,
+		// Leaving running builds to the next leader is the point: nothing to release on exit.
+		LeaderElectionReleaseOnCancel: true,
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			// Secrets and pods only of the build namespace: mosb reads no others.
+			&corev1.Secret{}:    {Namespaces: map[string]cache.Config{o.namespace: {}}},
+			&corev1.Pod{}:       {Namespaces: map[string]cache.Config{o.namespace: {}}},
+			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{o.namespace: {}, pipeline.TrustedCANamespace: {}}},
+		}},
+	})
+	if err != nil {
+		return err
+	}
+	r := &pipeline.BuildReconciler{
+		Client:         mgr.GetClient(),
+		Namespace:      o.namespace,
+		BuilderImage:   o.builderImage,
+		BuildTimeout:   o.buildTimeout,
+		DefaultArch:    runtime.GOARCH,
+		BuilderVersion: builderVersion(),
+		HostNetwork:    o.hostNetwork,
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := r.SetupWithManager(ctx, mgr); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	// Ready once the caches have synced: before that, a reconcile would act on a partial view.
+	if err := mgr.AddReadyzCheck("readyz", func(req *http.Request) error {
+		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
+			return fmt.Errorf("caches not synced")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}

@@ -1,0 +1,468 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/retry"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
+	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/registry"
+)
+
+// Labels mosb puts on what it creates, so a MachineOSConfig finds its builds and pods.
+const (
+	LabelMachineOSConfig = "mosb.dev/machineosconfig"
+	LabelMachineOSBuild  = "mosb.dev/machineosbuild"
+	LabelArch            = "mosb.dev/arch"
+	// AnnotationRebuild on a MachineOSBuild records the rebuild request it answered.
+	AnnotationRebuild = "mosb.dev/rebuild"
+)
+
+// BuildReconciler turns a MachineOSConfig into an image: it keeps one MachineOSBuild (and its
+// build pods) for the current inputs, supersedes builds of older inputs, pushes the index of a
+// multi-architecture build, and reports on both objects.
+type BuildReconciler struct {
+	Client   client.Client
+	Recorder record.EventRecorder
+	// Namespace holds the secrets, the machine-config-osimageurl ConfigMap and the build pods.
+	Namespace      string
+	BuilderImage   string
+	BuildTimeout   time.Duration
+	DefaultArch    string
+	BuilderVersion string
+	HostNetwork    bool
+	// Registry makes registry clients (tests swap in their transport); nil uses registry.NewClient.
+	Registry func(opts ...registry.Option) *registry.Client
+
+	logged sync.Map
+}
+
+// Reconcile brings one MachineOSConfig's build and status up to date.
+func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	m := &mosbv1.MachineOSConfig{}
+	if err := r.Client.Get(ctx, req.NamespacedName, m); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !m.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+
+	in, failure, err := r.gatherInputs(ctx, m)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var plan *Plan
+	if failure == nil {
+		plan, err = Prepare(in)
+		if err != nil {
+			if !errors.As(err, &failure) {
+				return ctrl.Result{}, err
+			}
+		}
+	}
+	if failure != nil {
+		log.Info("input refused", "reason", failure.Reason, "message", failure.Message)
+		r.Recorder.Event(m, corev1.EventTypeWarning, failure.Reason, failure.Message)
+		return ctrl.Result{}, r.writeConfigStatus(ctx, m, Summarise(failure, nil, false), "")
+	}
+
+	// The API says mosb fills releaseVersion when the user left it empty.
+	if m.Spec.BuildInputs.ReleaseVersion == "" && plan.ReleaseVersion != "" {
+		patch := client.MergeFrom(m.DeepCopy())
+		m.Spec.BuildInputs.ReleaseVersion = plan.ReleaseVersion
+		if err := r.Client.Patch(ctx, m, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("populating spec.buildInputs.releaseVersion: %w", err)
+		}
+		log.Info("populated releaseVersion from the cluster default", "releaseVersion", plan.ReleaseVersion)
+	}
+
+	builds, err := r.buildsOf(ctx, m.Name)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	rebuild := m.Annotations[mosbv1.RebuildAnnotation]
+	current := currentBuild(builds, plan.Identity)
+	if current != nil && rebuild != "" && current.Annotations[AnnotationRebuild] != rebuild {
+		current = nil // the user asked for a new build of the same inputs
+	}
+	for i := range builds {
+		b := &builds[i]
+		if (current == nil || b.Name != current.Name) && !Phase(b).Terminal() {
+			if err := r.supersede(ctx, b); err != nil {
+				return ctrl.Result{}, err
+			}
+		}
+	}
+
+	if current == nil {
+		if current, err = r.startBuild(ctx, m, plan, rebuild, len(builds)); err != nil {
+			return ctrl.Result{}, err
+		}
+		if rebuild != "" {
+			patch := client.MergeFrom(m.DeepCopy())
+			delete(m.Annotations, mosbv1.RebuildAnnotation)
+			if err := r.Client.Patch(ctx, m, patch); err != nil {
+				return ctrl.Result{}, fmt.Errorf("clearing the rebuild annotation: %w", err)
+			}
+		}
+	}
+
+	var pullspec string
+	switch Phase(current) {
+	case PhasePending, PhaseBuilding:
+		if err := r.advanceBuild(ctx, m, plan, current); err != nil {
+			return ctrl.Result{}, err
+		}
+	case PhaseSucceeded:
+		pullspec = current.Status.DigestedImagePushspec
+		if string(m.Status.CurrentImagePullspec) != pullspec || m.Status.ObservedGeneration != m.Generation {
+			ok, err := r.imageExists(ctx, plan, pullspec)
+			if err != nil {
+				return ctrl.Result{}, err
+			}
+			if !ok {
+				// The image was deleted from the registry: this identity must be built again.
+				log.Info("the image of a succeeded build is gone; building again", "machineosbuild", current.Name, "image", pullspec)
+				r.Recorder.Eventf(m, corev1.EventTypeNormal, ReasonImageMissing, "image %s of %s is no longer in the registry; building it again", pullspec, current.Name)
+				return ctrl.Result{Requeue: true}, client.IgnoreNotFound(r.Client.Delete(ctx, current))
+			}
+		}
+	}
+	return ctrl.Result{}, r.writeConfigStatus(ctx, m, Summarise(nil, current, pullspec != ""), pullspec)
+}
+
+// currentBuild is the newest MachineOSBuild of an identity.
+func currentBuild(builds []mosbv1.MachineOSBuild, identity string) *mosbv1.MachineOSBuild {
+	var cur *mosbv1.MachineOSBuild
+	for i := range builds {
+		b := &builds[i]
+		if b.Spec.BuildIdentity != identity {
+			continue
+		}
+		if cur == nil || cur.CreationTimestamp.Before(&b.CreationTimestamp) ||
+			(cur.CreationTimestamp.Equal(&b.CreationTimestamp) && cur.Name < b.Name) {
+			cur = b
+		}
+	}
+	return cur
+}
+
+func (r *BuildReconciler) buildsOf(ctx context.Context, mosc string) ([]mosbv1.MachineOSBuild, error) {
+	list := &mosbv1.MachineOSBuildList{}
+	if err := r.Client.List(ctx, list, client.MatchingLabels{LabelMachineOSConfig: mosc}); err != nil {
+		return nil, err
+	}
+	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
+	return list.Items, nil
+}
+
+// startBuild creates the MachineOSBuild of the plan. A rebuild of the same identity gets a suffix.
+func (r *BuildReconciler) startBuild(ctx context.Context, m *mosbv1.MachineOSConfig, plan *Plan, rebuild string, _ int) (*mosbv1.MachineOSBuild, error) {
+	name := plan.MachineOSBuildName(m.Name)
+	if rebuild != "" {
+		sum := sha256.Sum256([]byte(rebuild))
+		name += "-r" + hex.EncodeToString(sum[:])[:6]
+	}
+	b := &mosbv1.MachineOSBuild{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:   name,
+			Labels: map[string]string{LabelMachineOSConfig: m.Name},
+		},
+		Spec: mosbv1.MachineOSBuildSpec{
+			MachineOSConfig:               mosbv1.MachineOSConfigReference{Name: m.Name},
+			RenderedMachineConfig:         plan.RenderedMachineConfig,
+			BuildIdentity:                 plan.Identity,
+			RenderedImagePushspec:         mosbv1.ImageTagPushspec(plan.Target),
+			BaseOSImagePullspec:           plan.BaseImage,
+			BaseOSExtensionsImagePullspec: plan.ExtensionsImage,
+			ReleaseVersion:                plan.ReleaseVersion,
+			Architectures:                 plan.ArchNames(),
+		},
+	}
+	if rebuild != "" {
+		b.Annotations = map[string]string{AnnotationRebuild: rebuild}
+	}
+	if err := controllerutil.SetControllerReference(m, b, r.Client.Scheme()); err != nil {
+		return nil, err
+	}
+	if err := r.Client.Create(ctx, b); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			// Our cache was behind: the build exists; the next reconcile sees it.
+			return nil, fmt.Errorf("MachineOSBuild %s exists already; retrying with a fresh view", name)
+		}
+		return nil, err
+	}
+	ctrl.LoggerFrom(ctx).Info("build started", "machineosbuild", name, "identity", plan.ShortIdentity(), "arches", plan.ArchNames())
+	r.Recorder.Eventf(m, corev1.EventTypeNormal, "BuildStarted", "MachineOSBuild %s builds %s for %v", name, plan.Target, plan.ArchNames())
+	return b, nil
+}
+
+// advanceBuild makes sure every architecture has its pod, reads their outcomes, and finishes
+// the build when they are all done.
+func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSConfig, plan *Plan, b *mosbv1.MachineOSBuild) error {
+	now := metav1.Now()
+	status := b.Status.DeepCopy()
+	if status.BuildStart == nil {
+		status.BuildStart = &now
+	}
+	results := map[string]builder.WorkerResult{}
+	var failedMsg string
+	for _, a := range plan.Arches {
+		podName := b.Name + "-" + a.Arch
+		pod := &corev1.Pod{}
+		err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.Namespace, Name: podName}, pod)
+		if apierrors.IsNotFound(err) {
+			if err := r.createPod(ctx, plan, a, b, podName); err != nil {
+				return err
+			}
+			setArch(status, mosbv1.ArchitectureBuild{Architecture: a.Arch, PodName: podName, ContainerfileArch: string(a.Selection.EntryArch), Message: noContentNote(a)})
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		out := ObservePod(pod)
+		entry := mosbv1.ArchitectureBuild{Architecture: a.Arch, PodName: podName, ContainerfileArch: string(a.Selection.EntryArch), Message: noContentNote(a)}
+		switch {
+		case out.Failed:
+			entry.Message = out.FailureMessage(a.Arch, podName)
+			if failedMsg == "" {
+				failedMsg = entry.Message
+			}
+		case out.Done:
+			res, err := builder.ParseWorkerResult(out.Message)
+			if err != nil {
+				entry.Message = fmt.Sprintf("the %s build pod %s succeeded but its termination message is not a result: %v", a.Arch, podName, err)
+				if failedMsg == "" {
+					failedMsg = entry.Message
+				}
+			} else {
+				results[a.Arch] = res
+				entry.DigestedImagePushspec = res.Pullspec
+			}
+		}
+		setArch(status, entry)
+	}
+
+	phase, reason, message := PhaseBuilding, ReasonPodsCreated, fmt.Sprintf("building %v in namespace %s", plan.ArchNames(), r.Namespace)
+	switch {
+	case failedMsg != "":
+		phase, reason, message = PhaseFailed, ReasonBuildFailed, failedMsg
+	case len(results) == len(plan.Arches):
+		pullspec, err := r.publish(ctx, plan, results)
+		if err != nil {
+			if errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrNotPermitted) {
+				phase, reason, message = PhaseFailed, ReasonPushFailed, err.Error()
+			} else {
+				return err // transient: the next reconcile pushes again
+			}
+		} else {
+			phase, reason, message = PhaseSucceeded, ReasonBuilt, "pushed "+pullspec
+			status.DigestedImagePushspec = pullspec
+		}
+	}
+	updated := b.DeepCopy()
+	updated.Status = *status
+	SetBuildPhase(updated, phase, reason, message, now)
+	if err := r.Client.Status().Update(ctx, updated); err != nil {
+		return err
+	}
+	*b = *updated
+	if phase.Terminal() {
+		evType := corev1.EventTypeNormal
+		if phase != PhaseSucceeded {
+			evType = corev1.EventTypeWarning
+		}
+		r.Recorder.Event(b, evType, reason, message)
+		r.Recorder.Eventf(m, evType, reason, "MachineOSBuild %s: %s", b.Name, message)
+		return r.cleanup(ctx, b)
+	}
+	return nil
+}
+
+func noContentNote(a ArchPlan) string {
+	if a.Selection.Source == "none" {
+		return fmt.Sprintf("built without user content: no %s or noarch containerFile entry", a.Arch)
+	}
+	return ""
+}
+
+func setArch(s *mosbv1.MachineOSBuildStatus, e mosbv1.ArchitectureBuild) {
+	for i := range s.Architectures {
+		if s.Architectures[i].Architecture == e.Architecture {
+			s.Architectures[i] = e
+			return
+		}
+	}
+	s.Architectures = append(s.Architectures, e)
+	sort.Slice(s.Architectures, func(i, j int) bool { return s.Architectures[i].Architecture < s.Architectures[j].Architecture })
+}
+
+func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan, b *mosbv1.MachineOSBuild, name string) error {
+	owner := metav1.NewControllerRef(b, mosbv1.GroupVersion.WithKind("MachineOSBuild"))
+	var deadline *int64
+	if r.BuildTimeout > 0 {
+		s := int64(r.BuildTimeout.Seconds())
+		deadline = &s
+	}
+	regCfg := plan.Registry
+	regCfg.PullAuth = nil // the pod reads the pull secret from its mount
+	cm, pod, err := builder.PodObjects(builder.PodRequest{
+		Name:      name,
+		Namespace: r.Namespace,
+		Labels: map[string]string{
+			LabelMachineOSConfig: b.Spec.MachineOSConfig.Name,
+			LabelMachineOSBuild:  b.Name,
+			LabelArch:            a.Arch,
+		},
+		Owner:                 *owner,
+		Build:                 a.Build,
+		Target:                plan.Target,
+		Untagged:              len(plan.Arches) > 1,
+		Registry:              regCfg,
+		PullSecret:            plan.PullSecretName,
+		PushSecret:            plan.PushSecretName,
+		BuilderImage:          r.BuilderImage,
+		ActiveDeadlineSeconds: deadline,
+		HostNetwork:           r.HostNetwork,
+	})
+	if err != nil {
+		return fmt.Errorf("building the pod of %s for %s: %w", b.Name, a.Arch, err)
+	}
+	if err := r.Client.Create(ctx, cm); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err)
+	}
+	if err := r.Client.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	ctrl.LoggerFrom(ctx).Info("build pod created", "pod", pod.Name, "arch", a.Arch)
+	return nil
+}
+
+// publish pushes the OCI index of a multi-architecture build (the single image is already tagged
+// by its pod) with the push secret only.
+func (r *BuildReconciler) publish(ctx context.Context, plan *Plan, results map[string]builder.WorkerResult) (string, error) {
+	if len(results) == 1 {
+		for _, res := range results {
+			return res.Pullspec, nil
+		}
+	}
+	manifests := make([]registry.IndexManifest, 0, len(results))
+	for _, res := range results {
+		manifests = append(manifests, registry.IndexManifest{Digest: res.Digest, Platform: res.Platform})
+	}
+	ref, err := r.pushClient(plan).PushIndex(ctx, plan.Target, manifests)
+	if err != nil {
+		return "", err
+	}
+	return ref.String(), nil
+}
+
+func (r *BuildReconciler) pushClient(plan *Plan) *registry.Client {
+	newClient := r.Registry
+	if newClient == nil {
+		newClient = registry.NewClient
+	}
+	return newClient(registry.WithKeychain(plan.PushAuths.Keychain()), registry.WithConfig(plan.Config))
+}
+
+// imageExists asks the registry with the push credentials: they can read what they pushed.
+func (r *BuildReconciler) imageExists(ctx context.Context, plan *Plan, pullspec string) (bool, error) {
+	return r.pushClient(plan).DigestExists(ctx, pullspec)
+}
+
+// supersede ends a build of older inputs: its pods go, and it says why.
+func (r *BuildReconciler) supersede(ctx context.Context, b *mosbv1.MachineOSBuild) error {
+	if err := r.cleanup(ctx, b); err != nil {
+		return err
+	}
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		fresh := &mosbv1.MachineOSBuild{}
+		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(b), fresh); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		if Phase(fresh).Terminal() {
+			return nil
+		}
+		SetBuildPhase(fresh, PhaseInterrupted, ReasonSuperseded, "the MachineOSConfig's inputs changed; a newer build replaces this one", metav1.Now())
+		if err := r.Client.Status().Update(ctx, fresh); err != nil {
+			return err
+		}
+		r.Recorder.Event(fresh, corev1.EventTypeNormal, ReasonSuperseded, "superseded by a build of newer inputs")
+		ctrl.LoggerFrom(ctx).Info("build superseded", "machineosbuild", fresh.Name)
+		return nil
+	})
+}
+
+// cleanup deletes a build's pods and request ConfigMaps.
+func (r *BuildReconciler) cleanup(ctx context.Context, b *mosbv1.MachineOSBuild) error {
+	sel := client.MatchingLabels{LabelMachineOSBuild: b.Name}
+	ns := client.InNamespace(r.Namespace)
+	if err := r.Client.DeleteAllOf(ctx, &corev1.Pod{}, ns, sel, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
+		return fmt.Errorf("deleting the pods of %s: %w", b.Name, err)
+	}
+	if err := r.Client.DeleteAllOf(ctx, &corev1.ConfigMap{}, ns, sel); err != nil {
+		return fmt.Errorf("deleting the request ConfigMaps of %s: %w", b.Name, err)
+	}
+	return nil
+}
+
+// writeConfigStatus writes the MachineOSConfig's conditions (and the image, once built).
+func (r *BuildReconciler) writeConfigStatus(ctx context.Context, m *mosbv1.MachineOSConfig, c ConfigConditions, pullspec string) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		fresh := &mosbv1.MachineOSConfig{}
+		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(m), fresh); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		before := fresh.Status.DeepCopy()
+		for _, cond := range []metav1.Condition{c.Ready, c.Building, c.Degraded} {
+			cond.ObservedGeneration = fresh.Generation
+			meta.SetStatusCondition(&fresh.Status.Conditions, cond)
+		}
+		if pullspec != "" {
+			fresh.Status.CurrentImagePullspec = mosbv1.ImageDigestFormat(pullspec)
+		}
+		fresh.Status.ObservedGeneration = fresh.Generation
+		if equalStatus(before, &fresh.Status) {
+			return nil
+		}
+		return r.Client.Status().Update(ctx, fresh)
+	})
+}
+
+func equalStatus(a, b *mosbv1.MachineOSConfigStatus) bool {
+	if a.CurrentImagePullspec != b.CurrentImagePullspec || a.ObservedGeneration != b.ObservedGeneration || len(a.Conditions) != len(b.Conditions) {
+		return false
+	}
+	for _, c := range a.Conditions {
+		o := meta.FindStatusCondition(b.Conditions, c.Type)
+		if o == nil || o.Status != c.Status || o.Reason != c.Reason || o.Message != c.Message || o.ObservedGeneration != c.ObservedGeneration {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *BuildReconciler) logOnce(ctx context.Context, key, msg string) {
+	if _, loaded := r.logged.LoadOrStore(key, true); !loaded {
+		ctrl.LoggerFrom(ctx).Info(msg)
+	}
+}
