@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -123,7 +122,7 @@ func rootfsLayer(busybox []byte) (v1.Layer, error) {
 
 // PushBaseImage pushes the tiny base image for arch to repo (e.g. "os/base") on the registry and
 // returns it by digest: host/repo@sha256:...
-func PushBaseImage(t testing.TB, r *Registry, repo, arch string) string {
+func PushBaseImage(t T, r *Registry, repo, arch string) string {
 	t.Helper()
 	img, err := BaseImage(BusyboxPath(arch), arch)
 	if err != nil {
@@ -147,7 +146,7 @@ func PushBaseImage(t testing.TB, r *Registry, repo, arch string) string {
 
 // PushBaseIndex pushes the tiny base image for each architecture and an OCI index of them to
 // repo, and returns the index by digest: one pullspec for a multi-architecture build.
-func PushBaseIndex(t testing.TB, r *Registry, repo string, arches ...string) string {
+func PushBaseIndex(t T, r *Registry, repo string, arches ...string) string {
 	t.Helper()
 	var idx v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for _, arch := range arches {

@@ -3,7 +3,6 @@ package harness
 import (
 	"os"
 	"path/filepath"
-	"testing"
 
 	configv1 "github.com/openshift/api/config/v1"
 	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
@@ -67,7 +66,7 @@ func WithoutOpenShiftCRDs() ControlPlaneOption {
 }
 
 // StartControlPlane starts a control plane for the test and stops it when the test ends.
-func StartControlPlane(t testing.TB, opts ...ControlPlaneOption) *ControlPlane {
+func StartControlPlane(t T, opts ...ControlPlaneOption) *ControlPlane {
 	t.Helper()
 	assets := KubeAssets(t)
 	paths := []string{filepath.Join(RepoRoot(), "config", "crd")}

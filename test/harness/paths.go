@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"testing"
 )
 
 // RepoRoot is the root of the mosb checkout the tests run from.
@@ -24,7 +23,7 @@ var (
 
 // KubeAssets returns the directory holding etcd, kube-apiserver and kubectl: $KUBEBUILDER_ASSETS when
 // set, otherwise what hack/kube-assets.sh builds (cached; the first build takes minutes).
-func KubeAssets(t testing.TB) string {
+func KubeAssets(t T) string {
 	t.Helper()
 	assetsOnce.Do(func() {
 		if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
@@ -48,7 +47,7 @@ func KubeAssets(t testing.TB) string {
 }
 
 // goModuleDir is where the Go toolchain keeps the source of a module this repository depends on.
-func goModuleDir(t testing.TB, module string) string {
+func goModuleDir(t T, module string) string {
 	t.Helper()
 	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module)
 	cmd.Dir = RepoRoot()
@@ -64,7 +63,7 @@ func goModuleDir(t testing.TB, module string) string {
 }
 
 // requireBinary fails the test with an install hint when a program the harness runs is missing.
-func requireBinary(t testing.TB, name string) string {
+func requireBinary(t T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {

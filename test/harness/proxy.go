@@ -6,7 +6,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"testing"
 )
 
 // Proxy forwards TCP connections to a registry, so a test can make the registry vanish in the
@@ -27,7 +26,7 @@ type Proxy struct {
 }
 
 // StartProxy starts a proxy to target (host:port) and stops it when the test ends.
-func StartProxy(t testing.TB, target string) *Proxy {
+func StartProxy(t T, target string) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

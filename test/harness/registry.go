@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -66,7 +65,7 @@ func WithCA(ca *CA) RegistryOption { return func(o *registryOptions) { o.ca = ca
 func WithUsername(u string) RegistryOption { return func(o *registryOptions) { o.username = u } }
 
 // StartRegistry starts a registry for the test and stops it when the test ends.
-func StartRegistry(t testing.TB, opts ...RegistryOption) *Registry {
+func StartRegistry(t T, opts ...RegistryOption) *Registry {
 	t.Helper()
 	requireBinary(t, "docker-registry")
 	o := registryOptions{tls: true, auth: true, username: "mosb"}
@@ -241,7 +240,7 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func mustWrite(t testing.TB, path string, data []byte) {
+func mustWrite(t T, path string, data []byte) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
