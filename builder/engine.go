@@ -27,9 +27,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Engine builds images with buildah over a containers/storage root it owns. Nothing is read from or
-// written to /var/lib/containers or /etc/containers: every path buildah and containers/image would
-// default is set under the root. An Engine builds one image at a time.
+// Engine builds images with buildah over a containers/storage root it owns. Storage, registry
+// configuration, credentials, certificates, the blob-info cache and big temporary files all live
+// under the root, so nothing is written to /var/lib/containers or /etc/containers. (buildah still
+// reads the host's containers.conf defaults, and its own scratch space follows $TMPDIR: callers
+// that must keep /var/tmp clean point TMPDIR under the root, as `mosb build` and `mosb worker` do.)
+// An Engine builds one image at a time.
 type Engine struct {
 	root  string
 	store storage.Store
@@ -61,8 +64,10 @@ func New(root string, opts ...Option) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(root, 0o700); err != nil {
-		return nil, fmt.Errorf("creating build root %s: %w", root, err)
+	for _, d := range []string{root, filepath.Join(root, "tmp")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("creating build root %s: %w", d, err)
+		}
 	}
 	store, err := storage.GetStore(storagetypes.StoreOptions{
 		GraphRoot:       filepath.Join(root, "storage"),
@@ -74,6 +79,9 @@ func New(root string, opts ...Option) (*Engine, error) {
 	}
 	return &Engine{root: root, store: store, out: o.out}, nil
 }
+
+// TempDir is where large temporary files of a build go: under the root, not /var/tmp.
+func (e *Engine) TempDir() string { return filepath.Join(e.root, "tmp") }
 
 // Close releases the storage; an engine is unusable afterwards.
 func (e *Engine) Close() error {
@@ -256,6 +264,7 @@ func (e *Engine) systemContext(dir, arch string, rc RegistryConfig, cache *Cache
 		AuthFilePath:                filepath.Join(sysDir, "auth.json"),
 		DockerPerHostCertDirPath:    filepath.Join(sysDir, "certs.d"),
 		BlobInfoCacheDir:            blobCache,
+		BigFilesTemporaryDir:        e.TempDir(),
 		ArchitectureChoice:          arch,
 		OSChoice:                    "linux",
 	}, filepath.Join(sysDir, "policy.json"), nil

@@ -90,6 +90,7 @@ func runBuild(ctx context.Context, plan *pipeline.Plan, s buildSettings) (*build
 		return nil, err
 	}
 	defer engine.Close()
+	defer keepScratchUnderRoot(engine)()
 	req := builder.Request{Target: plan.Target, Registry: plan.Registry}
 	for _, a := range plan.Arches {
 		req.Builds = append(req.Builds, a.Build)
@@ -115,6 +116,17 @@ func runBuild(ctx context.Context, plan *pipeline.Plan, s buildSettings) (*build
 	}
 	fmt.Fprintf(s.progress, "mosb: pushed in %s\n", res.PushDuration.Round(1e7))
 	return res, nil
+}
+
+// keepScratchUnderRoot sends buildah's own scratch space (it follows $TMPDIR) under the build root
+// for the length of a build, unless the user chose a TMPDIR: multi-GB base layers would otherwise
+// land in /var/tmp. The returned function restores the environment.
+func keepScratchUnderRoot(e *builder.Engine) (restore func()) {
+	if _, set := os.LookupEnv("TMPDIR"); set {
+		return func() {}
+	}
+	_ = os.Setenv("TMPDIR", e.TempDir())
+	return func() { _ = os.Unsetenv("TMPDIR") }
 }
 
 func printMachineOSConfig(w io.Writer, f *fileInputs, pullspec string) error {
