@@ -1,0 +1,625 @@
+package builder
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/BurntSushi/toml"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	configv1 "github.com/openshift/api/config/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/mosb-dev/mosb/registry"
+)
+
+// The pod placement: one build pod per architecture runs `mosb worker`, which reads its request
+// from a ConfigMap volume, its credentials from two Secret volumes, builds with the same engine as
+// `mosb build`, pushes by digest with the push credentials only, and hands the result back in its
+// termination message.
+
+// Where a build pod mounts its volumes; `mosb worker`'s flags default to these.
+const (
+	// PodContainerName is the build pod's only container.
+	PodContainerName = "build"
+	// PodRequestDir holds the request ConfigMap (read-only).
+	PodRequestDir = "/etc/mosb/request"
+	// PodPullSecretDir holds the pull secret (read-only): credentials for the base images.
+	PodPullSecretDir = "/var/run/secrets/mosb/pull"
+	// PodPushSecretDir holds the push secret (read-only): credentials for the push only.
+	PodPushSecretDir = "/var/run/secrets/mosb/push"
+	// PodWorkDir is the emptyDir every write of the build goes to: storage, HOME, TMPDIR.
+	PodWorkDir = "/var/lib/mosb"
+	// PodStorageRoot is the engine's root (image storage, layer cache, scratch) in the emptyDir.
+	PodStorageRoot = PodWorkDir + "/build"
+	// PodTerminationLog is where the worker writes its WorkerResult (the Kubernetes default path).
+	PodTerminationLog = corev1.TerminationMessagePathDefault
+)
+
+// The layout of the request volume. ConfigMap keys cannot contain '/' (nor ':', nor start with
+// ".."), so context files and CA bundles get index keys ("context.0", "ca.0", in sorted path
+// order) that the volume's items map to their nested paths; request.json lists those paths so the
+// reader needs no directory walk (kubelet lays the volume out as symlinks into a "..data" dir).
+const (
+	requestFile       = "request.json"
+	containerfileFile = "Containerfile"
+	registriesConf    = "registries.conf"
+	policyFile        = "policy.json"
+	contextDir        = "context"
+	certsDir          = "certs.d"
+	caFile            = "ca.crt"
+	// requestVersion changes when the layout does, so a worker image of another mosb version
+	// refuses a request it would misread instead of building something else.
+	requestVersion = 1
+	// maxConfigMapSize is the API server's limit on a ConfigMap's data plus binaryData.
+	maxConfigMapSize = 1 << 20
+	// maxResultSize is what kubelet keeps of a termination message.
+	maxResultSize = 4096
+)
+
+// The secret volumes hold whichever of these keys the Secret's type has.
+const (
+	dockerConfigJSONKey = corev1.DockerConfigJsonKey // .dockerconfigjson (kubernetes.io/dockerconfigjson)
+	dockercfgKey        = corev1.DockerConfigKey     // .dockercfg (kubernetes.io/dockercfg)
+)
+
+// PodRequest is one architecture's build, as the controller hands it to a build pod.
+type PodRequest struct {
+	// Name is the name of the Pod and of its request ConfigMap (e.g. <machineosbuild>-<arch>).
+	Name      string
+	Namespace string
+	// Labels are put on both objects.
+	Labels map[string]string
+	// Owner is the MachineOSBuild; both objects get it as their controller owner.
+	Owner metav1.OwnerReference
+	// Build is the architecture, the assembled Containerfile and the context files (paths may
+	// contain '/', e.g. machineconfig/currentconfig).
+	Build ArchBuild
+	// Target is the tag pushspec.
+	Target string
+	// Untagged pushes by digest only (multi-arch: the controller pushes the index).
+	Untagged bool
+	// Registry is how the build reaches registries. PullAuth is ignored: the pull credentials
+	// come from the PullSecret volume and never go into the ConfigMap.
+	Registry RegistryConfig
+	// PullSecret and PushSecret are Secret names in Namespace (kubernetes.io/dockerconfigjson or
+	// kubernetes.io/dockercfg). An empty PullSecret pulls anonymously; PushSecret is required.
+	PullSecret, PushSecret string
+	// CacheRepo, when set, is a repository for intermediate layers (buildah --cache-to/--cache-from),
+	// reached with the push secret's credential for it.
+	CacheRepo string
+	// BuilderImage is the mosb image.
+	BuilderImage          string
+	ActiveDeadlineSeconds *int64
+	// HostNetwork runs the pod in the node's network namespace (only when a flag asks for it).
+	HostNetwork bool
+}
+
+// requestDoc is request.json: everything of the request that is not a file of its own.
+type requestDoc struct {
+	Version   int    `json:"version"`
+	Arch      string `json:"arch"`
+	Target    string `json:"target"`
+	Untagged  bool   `json:"untagged,omitempty"`
+	CacheRepo string `json:"cacheRepo,omitempty"`
+	// ContextFiles are the context paths, under context/.
+	ContextFiles []string `json:"contextFiles,omitempty"`
+	// CAHosts are the registries with a CA bundle, each at certs.d/<host[:port]>/ca.crt.
+	CAHosts []string `json:"caHosts,omitempty"`
+}
+
+// PodObjects returns the request ConfigMap and the build Pod for r. Pure: no I/O. It refuses a
+// request the API server or kubelet would refuse (so no pod can hang in ContainerCreating on a
+// volume it cannot lay out) and one the worker could not build.
+func PodObjects(r PodRequest) (*corev1.ConfigMap, *corev1.Pod, error) {
+	if err := r.validate(); err != nil {
+		return nil, nil, err
+	}
+	doc := requestDoc{
+		Version: requestVersion, Arch: r.Build.Arch, Target: r.Target, Untagged: r.Untagged, CacheRepo: r.CacheRepo,
+		ContextFiles: sortedKeys(r.Build.ContextFiles), CAHosts: sortedKeys(r.Registry.CAs),
+	}
+	rawDoc, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return nil, nil, fmt.Errorf("encoding the build request: %w", err)
+	}
+	meta := func() metav1.ObjectMeta {
+		owner := r.Owner
+		owner.Controller, owner.BlockOwnerDeletion = ptr(true), ptr(true)
+		var labels map[string]string
+		if len(r.Labels) > 0 {
+			labels = make(map[string]string, len(r.Labels))
+			for k, v := range r.Labels {
+				labels[k] = v
+			}
+		}
+		return metav1.ObjectMeta{Name: r.Name, Namespace: r.Namespace, Labels: labels, OwnerReferences: []metav1.OwnerReference{owner}}
+	}
+
+	cm := &corev1.ConfigMap{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: meta(),
+		// A build's request never changes (a changed input is a new MachineOSBuild), and an
+		// immutable ConfigMap is one kubelet does not keep watching.
+		Immutable: ptr(true),
+	}
+	var items []corev1.KeyToPath
+	size := 0
+	put := func(key, p string, data []byte) {
+		// Data must be UTF-8 (it travels as a JSON string); anything else goes in binaryData.
+		if utf8.Valid(data) {
+			if cm.Data == nil {
+				cm.Data = map[string]string{}
+			}
+			cm.Data[key] = string(data)
+		} else {
+			if cm.BinaryData == nil {
+				cm.BinaryData = map[string][]byte{}
+			}
+			cm.BinaryData[key] = data
+		}
+		size += len(key) + len(data)
+		items = append(items, corev1.KeyToPath{Key: key, Path: p})
+	}
+	put(requestFile, requestFile, rawDoc)
+	put(containerfileFile, containerfileFile, r.Build.Containerfile)
+	put(registriesConf, registriesConf, r.Registry.RegistriesConf)
+	put(policyFile, policyFile, r.Registry.PolicyJSON)
+	for i, host := range doc.CAHosts {
+		put(fmt.Sprintf("ca.%d", i), caPath(host), r.Registry.CAs[host])
+	}
+	for i, p := range doc.ContextFiles {
+		put(fmt.Sprintf("context.%d", i), contextDir+"/"+p, r.Build.ContextFiles[p])
+	}
+	if size > maxConfigMapSize {
+		return nil, nil, fmt.Errorf("the %s build request of %s/%s is %d bytes; a ConfigMap holds at most %d (the Containerfile, the context files such as the rendered MachineConfig, registries.conf, policy.json and the CAs count)",
+			r.Build.Arch, r.Namespace, r.Name, size, maxConfigMapSize)
+	}
+
+	pullDir := "" // none: the base images are pulled anonymously
+	if r.PullSecret != "" {
+		pullDir = PodPullSecretDir
+	}
+	args := []string{
+		"mosb", "worker",
+		"--request=" + PodRequestDir,
+		"--pull-secret=" + pullDir,
+		"--push-secret=" + PodPushSecretDir,
+		"--root=" + PodStorageRoot,
+		"--termination-log=" + PodTerminationLog,
+	}
+	mounts := []corev1.VolumeMount{
+		{Name: "request", MountPath: PodRequestDir, ReadOnly: true},
+		{Name: "push-secret", MountPath: PodPushSecretDir, ReadOnly: true},
+		{Name: "work", MountPath: PodWorkDir},
+	}
+	// The root filesystem is read-only, but buildah and containers/image write to a few fixed
+	// paths whatever the engine's root is: the emptyDir backs them too.
+	for _, m := range fixedWritablePaths {
+		mounts = append(mounts, corev1.VolumeMount{Name: "work", MountPath: m.path, SubPath: m.subPath})
+	}
+	volumes := []corev1.Volume{
+		{Name: "request", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: r.Name}, Items: items, DefaultMode: ptr(int32(0o444)),
+		}}},
+		{Name: "push-secret", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: r.PushSecret, DefaultMode: ptr(int32(0o400)),
+		}}},
+		{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+	}
+	if r.PullSecret != "" {
+		mounts = append(mounts, corev1.VolumeMount{Name: "pull-secret", MountPath: PodPullSecretDir, ReadOnly: true})
+		volumes = append(volumes, corev1.Volume{Name: "pull-secret", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: r.PullSecret, DefaultMode: ptr(int32(0o400)),
+		}}})
+	}
+
+	pod := &corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: meta(),
+		Spec: corev1.PodSpec{
+			NodeSelector:          map[string]string{corev1.LabelArchStable: r.Build.Arch},
+			RestartPolicy:         corev1.RestartPolicyNever,
+			ActiveDeadlineSeconds: copyInt64(r.ActiveDeadlineSeconds),
+			// The worker makes no API call: no token in the pod.
+			AutomountServiceAccountToken: ptr(false),
+			// Service environment variables are noise in a build's environment.
+			EnableServiceLinks: ptr(false),
+			HostNetwork:        r.HostNetwork,
+			Volumes:            volumes,
+			Containers: []corev1.Container{{
+				Name:    PodContainerName,
+				Image:   r.BuilderImage,
+				Command: args,
+				Env: []corev1.EnvVar{
+					// Whatever the libraries write outside the engine's root lands in the emptyDir,
+					// never in the container's (read-only) root filesystem.
+					{Name: "HOME", Value: PodWorkDir + "/home"},
+					{Name: "TMPDIR", Value: PodWorkDir + "/tmp"},
+				},
+				VolumeMounts:             mounts,
+				TerminationMessagePath:   PodTerminationLog,
+				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+				SecurityContext:          buildSecurityContext(),
+			}},
+		},
+	}
+	if r.HostNetwork {
+		// On the node's network the pod still resolves in-cluster registries (svc names).
+		pod.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
+	}
+	return cm, pod, nil
+}
+
+// fixedWritablePaths are where buildah v1.43 writes outside the engine's root (found by running
+// the worker over a read-only root, see cmd/mosb/worker_test.go).
+var fixedWritablePaths = []struct{ path, subPath string }{
+	// containers/image's temporary directory for big files (layer blobs while committing) when
+	// the SystemContext sets no BigFilesTemporaryDir: /var/tmp, not TMPDIR.
+	{"/var/tmp", "var-tmp"},
+	// The network backend's lock (netavark, /run/lock/netavark.lock) and state
+	// (/run/containers/networks), opened for every RUN step even with chroot isolation.
+	{"/run/lock", "run-lock"},
+	{"/run/containers", "run-containers"},
+}
+
+// buildCapabilities are the only capabilities the build container has (the runtime's defaults
+// are dropped first). buildah (github.com/containers/buildah@v1.43.0) runs each RUN step with
+// chroot isolation and no user namespace, and unpacks layers and runs COPY in chrooted helper
+// processes; as root inside a container that needs exactly these. Every one is necessary:
+// cmd/mosb/worker_test.go builds with this set as the bounding set, then takes each capability
+// away in turn and sees the build fail.
+var buildCapabilities = []corev1.Capability{
+	// SYS_ADMIN: unshare(CLONE_NEWNS|CLONE_NEWUTS) for the RUN step's own mount and UTS
+	// namespaces (chroot.setPlatformUnshareOptions), the mount(2) calls that bind /dev, /proc,
+	// /sys and the step's mounts read-only under the rootfs (setupChrootBindMounts), pivot_root,
+	// sethostname. Without a user namespace nothing else allows these; it is also what makes the
+	// runtimes' default seccomp profiles allow mount/umount2/unshare/setns.
+	"SYS_ADMIN",
+	// SYS_CHROOT: chroot(2) into the rootfs when pivot_root is refused (buildah falls back to
+	// chroot), and the chrooted copier process that reads COPY sources and writes them into the
+	// rootfs.
+	"SYS_CHROOT",
+	// SETPCAP: buildah gives the RUN process its default capability set with capset(2) and trims
+	// the bounding set with PR_CAPBSET_DROP (chroot.setCapabilities).
+	"SETPCAP",
+	// SETUID, SETGID: the RUN process clears its supplementary groups and switches to the image's
+	// USER (setgroups, setresgid, setresuid in runUsingChrootExecMain).
+	"SETUID", "SETGID",
+	// CHOWN, DAC_OVERRIDE, FOWNER, FSETID: unpacking layers as root (containers/storage, in a
+	// chrooted applier that first makes a private pivot directory) keeps every file's owner,
+	// mode, setuid/setgid bits and times; root in RUN steps (package installs, chown) writes
+	// files it does not own.
+	"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID",
+	// SETFCAP: layers and packages carry file capabilities (security.capability xattrs).
+	"SETFCAP",
+	// KILL, NET_BIND_SERVICE: with all of the above but SYS_ADMIN they are buildah's default
+	// capability set for RUN processes (containers.conf default_capabilities). chroot isolation
+	// sets exactly that set with capset(2), which fails with EPERM when any of it is missing
+	// here: every RUN step would fail.
+	"KILL", "NET_BIND_SERVICE",
+	// Not MKNOD: a base image whose layers hold device nodes cannot be unpacked. OS images keep
+	// /dev empty (it is a devtmpfs at boot).
+}
+
+// buildSecurityContext is the build container's: root with the capabilities above, never
+// privileged. The namespace must admit it: SYS_ADMIN is beyond Pod Security "baseline", so the
+// build namespace needs the "privileged" level (or, on OpenShift, an SCC allowing SYS_ADMIN,
+// RunAsAny and unconfined AppArmor).
+func buildSecurityContext() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		// chroot isolation without user namespaces only works as root; the mosb image may set
+		// another USER.
+		RunAsUser:    ptr(int64(0)),
+		RunAsNonRoot: ptr(false),
+		// No host devices, no all-capabilities, no unconfined LSM by default: the capabilities
+		// above are granted one by one instead.
+		Privileged: ptr(false),
+		// no_new_privs: no setuid program or file capability run by a build step gains anything
+		// beyond the set below. buildah needs no exec-time gain (the worker test runs it so).
+		AllowPrivilegeEscalation: ptr(false),
+		Capabilities: &corev1.Capabilities{
+			Drop: []corev1.Capability{"ALL"},
+			Add:  append([]corev1.Capability(nil), buildCapabilities...),
+		},
+		// The runtime's default seccomp profile: containerd's and Docker's allow mount, umount2,
+		// unshare and setns only to a process with SYS_ADMIN, which this one has; CRI-O's
+		// (containers/common) allows them outright. Where pivot_root is refused, buildah falls
+		// back to chroot (SYS_CHROOT).
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		// The container runtimes' default AppArmor profile denies mount, which would refuse
+		// the chroot's bind mounts on AppArmor nodes (Ubuntu, Debian). No effect elsewhere.
+		AppArmorProfile: &corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeUnconfined},
+		// Every write goes to the emptyDir (engine root, HOME, TMPDIR and fixedWritablePaths);
+		// the image stays as shipped.
+		ReadOnlyRootFilesystem: ptr(true),
+	}
+}
+
+func (r PodRequest) validate() error {
+	what := fmt.Sprintf("build pod %s/%s", r.Namespace, r.Name)
+	if errs := validation.IsDNS1123Subdomain(r.Name); len(errs) > 0 {
+		return fmt.Errorf("%s: name %q: %s", what, r.Name, strings.Join(errs, "; "))
+	}
+	if errs := validation.IsDNS1123Label(r.Namespace); len(errs) > 0 {
+		return fmt.Errorf("%s: namespace %q: %s", what, r.Namespace, strings.Join(errs, "; "))
+	}
+	if r.Owner.APIVersion == "" || r.Owner.Kind == "" || r.Owner.Name == "" || r.Owner.UID == "" {
+		return fmt.Errorf("%s: the owner reference needs apiVersion, kind, name and uid (the MachineOSBuild)", what)
+	}
+	if r.BuilderImage == "" {
+		return fmt.Errorf("%s: no builder image", what)
+	}
+	if r.PushSecret == "" {
+		return fmt.Errorf("%s: no push secret", what)
+	}
+	for _, s := range []string{r.PushSecret, r.PullSecret} {
+		if s == "" {
+			continue
+		}
+		if errs := validation.IsDNS1123Subdomain(s); len(errs) > 0 {
+			return fmt.Errorf("%s: secret name %q: %s", what, s, strings.Join(errs, "; "))
+		}
+	}
+	if r.ActiveDeadlineSeconds != nil && *r.ActiveDeadlineSeconds <= 0 {
+		return fmt.Errorf("%s: activeDeadlineSeconds must be positive", what)
+	}
+	if err := r.Build.Validate(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if errs := validation.IsValidLabelValue(r.Build.Arch); len(errs) > 0 {
+		return fmt.Errorf("%s: architecture %q: %s", what, r.Build.Arch, strings.Join(errs, "; "))
+	}
+	if err := registry.ValidateTagPushspec(r.Target); err != nil {
+		return fmt.Errorf("%s: target %q: %w", what, r.Target, err)
+	}
+	if r.CacheRepo != "" {
+		if _, err := registry.NewAuths(map[string]registry.Credential{r.CacheRepo: {}}); err != nil {
+			return fmt.Errorf("%s: cache repository %q is not host[:port]/repository", what, r.CacheRepo)
+		}
+	}
+	if err := checkContextPaths(r.Build.ContextFiles); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	// The worker's push client is made from registries.conf and the CAs (which checks every CA
+	// host is a host[:port] and every bundle a PEM certificate); refuse here what it would refuse.
+	if _, err := r.Registry.PushConfig(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// checkContextPaths refuses paths kubelet would lay out differently from how the engine writes
+// them: not clean, or a file that is also another file's directory.
+func checkContextPaths(files map[string][]byte) error {
+	for p := range files {
+		if p != path.Clean(p) || strings.Contains(p, "\\") {
+			return fmt.Errorf("build context file %q: the path must be clean (no '.', '..', '//' or trailing '/' elements)", p)
+		}
+		for dir := path.Dir(p); dir != "."; dir = path.Dir(dir) {
+			if _, ok := files[dir]; ok {
+				return fmt.Errorf("build context file %q: %q is both a file and its directory", p, dir)
+			}
+		}
+	}
+	return nil
+}
+
+func caPath(host string) string { return certsDir + "/" + host + "/" + caFile }
+
+// ReadPodRequest reads a request volume (laid out by PodObjects' ConfigMap and items) back into
+// the request's build fields: Build, Target, Untagged, Registry (without PullAuth) and CacheRepo.
+// The pod fields (Name, Labels, secrets…) are not in the volume and stay empty.
+func ReadPodRequest(dir string) (PodRequest, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, requestFile))
+	if err != nil {
+		return PodRequest{}, fmt.Errorf("reading the build request: %w", err)
+	}
+	var doc requestDoc
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return PodRequest{}, fmt.Errorf("the build request %s is not JSON: %w", filepath.Join(dir, requestFile), err)
+	}
+	if doc.Version != requestVersion {
+		return PodRequest{}, fmt.Errorf("the build request in %s has layout version %d; this worker reads version %d (the controller and the builder image are different mosb versions)",
+			dir, doc.Version, requestVersion)
+	}
+	read := func(rel string) ([]byte, error) {
+		if !localPath(rel) {
+			return nil, fmt.Errorf("the build request names %q, which is outside %s", rel, dir)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel)))
+		if err != nil {
+			return nil, fmt.Errorf("reading the build request: %w", err)
+		}
+		return b, nil
+	}
+	r := PodRequest{
+		Build:     ArchBuild{Arch: doc.Arch},
+		Target:    doc.Target,
+		Untagged:  doc.Untagged,
+		CacheRepo: doc.CacheRepo,
+	}
+	if r.Build.Containerfile, err = read(containerfileFile); err != nil {
+		return PodRequest{}, err
+	}
+	if r.Registry.RegistriesConf, err = read(registriesConf); err != nil {
+		return PodRequest{}, err
+	}
+	if r.Registry.PolicyJSON, err = read(policyFile); err != nil {
+		return PodRequest{}, err
+	}
+	for _, host := range doc.CAHosts {
+		if strings.ContainsAny(host, "/\\") || host == "" || host == "." || host == ".." {
+			return PodRequest{}, fmt.Errorf("the build request has a CA for %q, which is not a registry host[:port]", host)
+		}
+		if r.Registry.CAs == nil {
+			r.Registry.CAs = map[string][]byte{}
+		}
+		if r.Registry.CAs[host], err = read(caPath(host)); err != nil {
+			return PodRequest{}, err
+		}
+	}
+	for _, p := range doc.ContextFiles {
+		if !localPath(p) {
+			return PodRequest{}, fmt.Errorf("build context file %q must be a relative path inside the context", p)
+		}
+		if r.Build.ContextFiles == nil {
+			r.Build.ContextFiles = map[string][]byte{}
+		}
+		if r.Build.ContextFiles[p], err = read(contextDir + "/" + p); err != nil {
+			return PodRequest{}, err
+		}
+	}
+	if err := r.Build.Validate(); err != nil {
+		return PodRequest{}, err
+	}
+	if err := registry.ValidateTagPushspec(r.Target); err != nil {
+		return PodRequest{}, fmt.Errorf("the build request's target %q: %w", r.Target, err)
+	}
+	return r, nil
+}
+
+// PushConfig is the registry configuration of the worker's push client: the CA bundles, and the
+// registries that registries.conf marks insecure. It is rebuilt from the request rather than
+// shipped as cluster objects, so the request has one source of truth. The image policy
+// (allowed/blocked registries) is not part of it: the controller checked the push target before
+// it made the pod, and a NeverContactSource mirror rule, which blocks pulls in registries.conf,
+// must never block a push.
+func (rc RegistryConfig) PushConfig() (*registry.Config, error) {
+	var conf struct {
+		Registries []struct {
+			Prefix   string `toml:"prefix"`
+			Location string `toml:"location"`
+			Insecure bool   `toml:"insecure"`
+		} `toml:"registry"`
+	}
+	if _, err := toml.NewDecoder(bytes.NewReader(rc.RegistriesConf)).Decode(&conf); err != nil {
+		return nil, fmt.Errorf("the build's registries.conf is not TOML: %w", err)
+	}
+	img := &configv1.Image{ObjectMeta: metav1.ObjectMeta{Name: "cluster"}}
+	seen := map[string]bool{}
+	for _, reg := range conf.Registries {
+		prefix := reg.Prefix
+		if prefix == "" {
+			prefix = reg.Location
+		}
+		if reg.Insecure && prefix != "" && !seen[prefix] {
+			seen[prefix] = true
+			img.Spec.RegistrySources.InsecureRegistries = append(img.Spec.RegistrySources.InsecureRegistries, prefix)
+		}
+	}
+	var cas *corev1.ConfigMap
+	if len(rc.CAs) > 0 {
+		// The Image config's CA ConfigMap spells host:port as host..port.
+		const name = "build-request-cas"
+		img.Spec.AdditionalTrustedCA.Name = name
+		cas = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "openshift-config"}, BinaryData: map[string][]byte{}}
+		for host, pem := range rc.CAs {
+			cas.BinaryData[strings.Replace(host, ":", "..", 1)] = pem
+		}
+	}
+	cfg, err := registry.NewConfig(registry.ConfigSources{Image: img, AdditionalTrustedCA: cas})
+	if err != nil {
+		return nil, fmt.Errorf("the build's registry configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+// WorkerResult is what `mosb worker` writes to its termination message (JSON, < 4 KiB).
+type WorkerResult struct {
+	Arch string `json:"arch"`
+	// Pullspec is host/repo@sha256:… of the pushed image.
+	Pullspec string `json:"pullspec"`
+	Digest   string `json:"digest"`
+	// Platform is the image's (os, architecture, variant).
+	Platform v1.Platform `json:"platform"`
+}
+
+// Marshal encodes the result as a termination message.
+func (w WorkerResult) Marshal() ([]byte, error) {
+	if err := w.check(); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(w)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxResultSize {
+		return nil, fmt.Errorf("the worker result is %d bytes; a termination message keeps %d", len(b), maxResultSize)
+	}
+	return b, nil
+}
+
+var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+func (w WorkerResult) check() error {
+	switch {
+	case w.Arch == "":
+		return errors.New("the worker result has no arch")
+	case !digestRE.MatchString(w.Digest):
+		return fmt.Errorf("the worker result's digest %q is not sha256:<64 lowercase hex>", w.Digest)
+	case !strings.HasSuffix(w.Pullspec, "@"+w.Digest):
+		return fmt.Errorf("the worker result's pullspec %q is not by its digest %s", w.Pullspec, w.Digest)
+	case w.Platform.OS == "" || w.Platform.Architecture == "":
+		return errors.New("the worker result has no platform os/architecture")
+	}
+	if err := registry.ValidateDigestPullspec(w.Pullspec); err != nil {
+		return fmt.Errorf("the worker result's pullspec %q: %w", w.Pullspec, err)
+	}
+	return nil
+}
+
+// ParseWorkerResult reads a termination message; an error says why it is not a result (e.g. it
+// is a log tail that kubelet took under FallbackToLogsOnError because the worker failed).
+func ParseWorkerResult(msg string) (WorkerResult, error) {
+	s := strings.TrimSpace(msg)
+	if s == "" {
+		return WorkerResult{}, errors.New("the termination message is empty")
+	}
+	if !strings.HasPrefix(s, "{") {
+		return WorkerResult{}, errors.New("the termination message is not a worker result (not JSON; the worker's log tail, so the build failed)")
+	}
+	var w WorkerResult
+	dec := json.NewDecoder(strings.NewReader(s))
+	if err := dec.Decode(&w); err != nil {
+		return WorkerResult{}, fmt.Errorf("the termination message is not a worker result: %w", err)
+	}
+	if dec.More() {
+		return WorkerResult{}, errors.New("the termination message is not a worker result: text follows the JSON")
+	}
+	if err := w.check(); err != nil {
+		return WorkerResult{}, err
+	}
+	return w, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func copyInt64(p *int64) *int64 {
+	if p == nil {
+		return nil
+	}
+	return ptr(*p)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/registry"
+)
+
+func newWorkerCommand() *cobra.Command {
+	var s workerSettings
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Build and push one architecture inside a build pod (started by the controller)",
+		Long: `worker is what a build pod runs. It reads the build request (Containerfile, context files,
+registries.conf, policy.json, CAs, target) from the request volume, the pull and push credentials
+from their secret volumes, builds with buildah, pushes the image by digest with the push
+credentials only, and writes the result as JSON to the termination log and as the last line of
+stdout. Exit code 2: the request or a secret is malformed; 1: the build or the push failed (the
+error is the last line of stderr, which kubelet keeps as the termination message).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			err := runWorker(ctx, s, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if err != nil {
+				// kubelet keeps the log tail as the termination message: the error must be one line.
+				return oneLine{err}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&s.requestDir, "request", builder.PodRequestDir, "the mounted request ConfigMap")
+	fl.StringVar(&s.pullSecretDir, "pull-secret", builder.PodPullSecretDir, "the mounted pull secret (empty: pull anonymously)")
+	fl.StringVar(&s.pushSecretDir, "push-secret", builder.PodPushSecretDir, "the mounted push secret")
+	fl.StringVar(&s.root, "root", builder.PodStorageRoot, "where image storage and scratch space live (an emptyDir)")
+	fl.StringVar(&s.driver, "storage-driver", "vfs", "containers/storage driver: vfs or overlay")
+	fl.StringVar(&s.terminationLog, "termination-log", builder.PodTerminationLog, "where the result JSON is written (the container's terminationMessagePath)")
+	return cmd
+}
+
+type workerSettings struct {
+	requestDir, pullSecretDir, pushSecretDir string
+	root, driver, terminationLog             string
+}
+
+// workerInput is what the worker builds from: the request, and the credentials kept apart.
+type workerInput struct {
+	req       builder.PodRequest
+	pushAuths registry.Auths
+	pushCfg   *registry.Config
+}
+
+// runWorker builds one architecture and reports it. Errors marked errInvalidInput are a
+// malformed request or secret (exit 2); any other is a failed build or push (exit 1).
+func runWorker(ctx context.Context, s workerSettings, stdout, stderr io.Writer) error {
+	in, err := readWorkerInput(s)
+	if err != nil {
+		return err
+	}
+	// buildah and containers/image put large temporary files in TMPDIR: in a pod it is in the
+	// emptyDir, which kubelet creates empty.
+	if dir := os.Getenv("TMPDIR"); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("creating TMPDIR: %w", err)
+		}
+	}
+	engine, err := builder.New(s.root, builder.WithStorageDriver(s.driver), builder.WithProgress(stderr))
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+
+	req := builder.Request{
+		Builds:   []builder.ArchBuild{in.req.Build},
+		Target:   in.req.Target,
+		Registry: in.req.Registry,
+		Untagged: in.req.Untagged,
+	}
+	if in.req.CacheRepo != "" {
+		if req.Cache, err = cacheFor(in.req.CacheRepo, in.pushAuths); err != nil {
+			return err
+		}
+	}
+	// The push credentials go to the publisher and nowhere else: the build's pulls and RUN steps
+	// see the pull secret only (and a cache repository's own entry, when one is set).
+	pusher := registry.NewClient(registry.WithKeychain(in.pushAuths.Keychain()), registry.WithConfig(in.pushCfg))
+	mode := "tagged"
+	if in.req.Untagged {
+		mode = "by digest only"
+	}
+	fmt.Fprintf(stderr, "mosb worker: building %s for %s, pushed %s\n", in.req.Target, in.req.Build.Arch, mode)
+	res, err := engine.Build(ctx, req, pusher)
+	if err != nil {
+		return err
+	}
+	if len(res.Arches) != 1 {
+		return fmt.Errorf("the build returned %d architectures, want 1", len(res.Arches))
+	}
+	a := res.Arches[0]
+	fmt.Fprintf(stderr, "mosb worker: %s built in %s, pushed in %s: %s\n", a.Arch, a.BuildDuration.Round(1e7), res.PushDuration.Round(1e7), a.Pullspec)
+	out, err := builder.WorkerResult{Arch: a.Arch, Pullspec: a.Pullspec, Digest: a.Digest, Platform: a.Platform}.Marshal()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(s.terminationLog, out, 0o644); err != nil {
+		return fmt.Errorf("the image is pushed (%s) but the result cannot be written: %w", a.Pullspec, err)
+	}
+	_, err = fmt.Fprintf(stdout, "%s\n", out)
+	return err
+}
+
+// readWorkerInput reads and checks everything mounted before any work starts.
+func readWorkerInput(s workerSettings) (workerInput, error) {
+	var in workerInput
+	var err error
+	if in.req, err = builder.ReadPodRequest(s.requestDir); err != nil {
+		return in, invalid("%v", err)
+	}
+	if in.pushCfg, err = in.req.Registry.PushConfig(); err != nil {
+		return in, invalid("%v", err)
+	}
+	if s.pushSecretDir == "" {
+		return in, invalid("--push-secret is required: the image cannot be pushed without credentials")
+	}
+	if in.pushAuths, err = readSecretDir(s.pushSecretDir); err != nil {
+		return in, err
+	}
+	if s.pullSecretDir != "" {
+		pullAuths, err := readSecretDir(s.pullSecretDir)
+		if err != nil {
+			return in, err
+		}
+		if in.req.Registry.PullAuth, err = pullAuths.AuthFile(); err != nil {
+			return in, err
+		}
+	}
+	return in, nil
+}
+
+// readSecretDir reads a mounted registry secret: .dockerconfigjson (kubernetes.io/dockerconfigjson)
+// or .dockercfg (kubernetes.io/dockercfg). Errors never quote the data: it holds credentials.
+func readSecretDir(dir string) (registry.Auths, error) {
+	for _, f := range []struct {
+		key   string
+		parse func(string, []byte) (registry.Auths, error)
+	}{{".dockerconfigjson", registry.ParseDockerConfigJSON}, {".dockercfg", registry.ParseDockercfg}} {
+		raw, err := os.ReadFile(filepath.Join(dir, f.key))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return registry.Auths{}, invalid("reading the secret mounted at %s: %v", dir, err)
+		}
+		auths, err := f.parse(dir, raw)
+		if err != nil {
+			return registry.Auths{}, fmt.Errorf("%w: %v", errInvalidInput, err)
+		}
+		return auths, nil
+	}
+	return registry.Auths{}, invalid("the secret mounted at %s has neither .dockerconfigjson nor .dockercfg: it must be of type kubernetes.io/dockerconfigjson (or kubernetes.io/dockercfg)", dir)
+}
+
+// cacheFor gives buildah the push secret's credential for the cache repository alone (scoped to
+// that repository), since --cache-to pushes layers there; the rest of the push secret stays with
+// the publisher.
+func cacheFor(repo string, push registry.Auths) (*builder.Cache, error) {
+	c := &builder.Cache{Repo: repo}
+	cred, ok := push.Lookup(repo)
+	if !ok {
+		return c, nil
+	}
+	scoped, err := registry.NewAuths(map[string]registry.Credential{repo: cred})
+	if err != nil {
+		return nil, invalid("cache repository %q is not host[:port]/repository", repo)
+	}
+	if c.Auth, err = scoped.AuthFile(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// oneLine keeps an error on one line (buildah's errors can span several) and its kind for the exit code.
+type oneLine struct{ err error }
+
+func (e oneLine) Error() string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(e.err.Error(), "\n", " | ")), " ")
+}
+
+func (e oneLine) Unwrap() error { return e.err }
