@@ -186,10 +186,32 @@ func PodObjects(r PodRequest) (*corev1.ConfigMap, *corev1.Pod, error) {
 			r.Build.Arch, r.Namespace, r.Name, size, maxConfigMapSize)
 	}
 
+	secretVolume := func(name, secret string) corev1.Volume {
+		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: secret, DefaultMode: ptr(int32(0o400)),
+		}}}
+	}
+	mounts := []corev1.VolumeMount{{Name: "request", MountPath: PodRequestDir, ReadOnly: true}}
+	volumes := []corev1.Volume{{Name: "request", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+		LocalObjectReference: corev1.LocalObjectReference{Name: r.Name}, Items: items, DefaultMode: ptr(int32(0o444)),
+	}}}}
 	pullDir := "" // none: the base images are pulled anonymously
 	if r.PullSecret != "" {
 		pullDir = PodPullSecretDir
+		mounts = append(mounts, corev1.VolumeMount{Name: "pull-secret", MountPath: PodPullSecretDir, ReadOnly: true})
+		volumes = append(volumes, secretVolume("pull-secret", r.PullSecret))
 	}
+	mounts = append(mounts,
+		corev1.VolumeMount{Name: "push-secret", MountPath: PodPushSecretDir, ReadOnly: true},
+		corev1.VolumeMount{Name: "work", MountPath: PodWorkDir})
+	// The root filesystem is read-only, but buildah writes to a few fixed paths whatever it is
+	// told: the emptyDir backs them too.
+	for _, m := range fixedWritablePaths {
+		mounts = append(mounts, corev1.VolumeMount{Name: "work", MountPath: m.path, SubPath: m.subPath})
+	}
+	volumes = append(volumes,
+		secretVolume("push-secret", r.PushSecret),
+		corev1.Volume{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 	args := []string{
 		"mosb", "worker",
 		"--request=" + PodRequestDir,
@@ -197,31 +219,6 @@ func PodObjects(r PodRequest) (*corev1.ConfigMap, *corev1.Pod, error) {
 		"--push-secret=" + PodPushSecretDir,
 		"--root=" + PodStorageRoot,
 		"--termination-log=" + PodTerminationLog,
-	}
-	mounts := []corev1.VolumeMount{
-		{Name: "request", MountPath: PodRequestDir, ReadOnly: true},
-		{Name: "push-secret", MountPath: PodPushSecretDir, ReadOnly: true},
-		{Name: "work", MountPath: PodWorkDir},
-	}
-	// The root filesystem is read-only, but buildah and containers/image write to a few fixed
-	// paths whatever the engine's root is: the emptyDir backs them too.
-	for _, m := range fixedWritablePaths {
-		mounts = append(mounts, corev1.VolumeMount{Name: "work", MountPath: m.path, SubPath: m.subPath})
-	}
-	volumes := []corev1.Volume{
-		{Name: "request", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-			LocalObjectReference: corev1.LocalObjectReference{Name: r.Name}, Items: items, DefaultMode: ptr(int32(0o444)),
-		}}},
-		{Name: "push-secret", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-			SecretName: r.PushSecret, DefaultMode: ptr(int32(0o400)),
-		}}},
-		{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-	}
-	if r.PullSecret != "" {
-		mounts = append(mounts, corev1.VolumeMount{Name: "pull-secret", MountPath: PodPullSecretDir, ReadOnly: true})
-		volumes = append(volumes, corev1.Volume{Name: "pull-secret", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-			SecretName: r.PullSecret, DefaultMode: ptr(int32(0o400)),
-		}}})
 	}
 
 	pod := &corev1.Pod{
@@ -261,12 +258,9 @@ func PodObjects(r PodRequest) (*corev1.ConfigMap, *corev1.Pod, error) {
 	return cm, pod, nil
 }
 
-// fixedWritablePaths are where buildah v1.43 writes outside the engine's root (found by running
-// the worker over a read-only root, see cmd/mosb/worker_test.go).
+// fixedWritablePaths are where buildah v1.43 writes outside the engine's root and TMPDIR whatever
+// it is told (found by running the worker over a read-only root, see cmd/mosb/worker_test.go).
 var fixedWritablePaths = []struct{ path, subPath string }{
-	// containers/image's temporary directory for big files (layer blobs while committing) when
-	// the SystemContext sets no BigFilesTemporaryDir: /var/tmp, not TMPDIR.
-	{"/var/tmp", "var-tmp"},
 	// The network backend's lock (netavark, /run/lock/netavark.lock) and state
 	// (/run/containers/networks), opened for every RUN step even with chroot isolation.
 	{"/run/lock", "run-lock"},

@@ -81,6 +81,8 @@ func runWorker(ctx context.Context, s workerSettings, stdout, stderr io.Writer) 
 		return err
 	}
 	defer engine.Close()
+	// Outside a pod (no TMPDIR), buildah's scratch space goes under the root too.
+	defer keepScratchUnderRoot(engine)()
 
 	req := builder.Request{
 		Builds:   []builder.ArchBuild{in.req.Build},
