@@ -26,7 +26,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCommand(), newRenderCommand(), newBuildCommand(), newWorkerCommand())
+	root.AddCommand(newVersionCommand(), newRenderCommand(), newBuildCommand(), newControllerCommand(), newWorkerCommand())
 	return root
 }
 
