@@ -255,6 +255,9 @@ func TestPodObjectsSecurityContext(t *testing.T) {
 	if sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 		t.Errorf("seccomp profile %+v, want RuntimeDefault", sc.SeccompProfile)
 	}
+	if sc.AppArmorProfile == nil || sc.AppArmorProfile.Type != corev1.AppArmorProfileTypeUnconfined {
+		t.Errorf("AppArmor profile %+v: the runtime default denies the chroot's mounts", sc.AppArmorProfile)
+	}
 	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
 		t.Error("the root filesystem is writable")
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"os"
@@ -19,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/registry"
 )
 
 // workerPod is a build pod as kubelet would start it, without kubelet: the controller's plan
@@ -501,4 +503,40 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func TestWorkerCacheGetsOnlyTheCacheRepositorysCredential(t *testing.T) {
+	push, err := registry.ParseDockerConfigJSON("push", []byte(`{"auths":{
+		"registry.example.com:5000":{"auth":"`+base64.StdEncoding.EncodeToString([]byte("pusher:push-pass"))+`"},
+		"other.example.com":{"auth":"`+base64.StdEncoding.EncodeToString([]byte("other:other-pass"))+`"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cacheFor("registry.example.com:5000/os/cache", push)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct{ Auths map[string]json.RawMessage }
+	if err := json.Unmarshal(c.Auth, &file); err != nil {
+		t.Fatal(err)
+	}
+	if len(file.Auths) != 1 || file.Auths["registry.example.com:5000/os/cache"] == nil {
+		t.Errorf("the cache's auth file holds %v, want the cache repository's entry only", keysOf(file.Auths))
+	}
+	if bytes.Contains(c.Auth, []byte(base64.StdEncoding.EncodeToString([]byte("other:other-pass")))) {
+		t.Error("another registry's push credential reached buildah")
+	}
+	// No credential for the cache: buildah goes there anonymously.
+	if c, err := cacheFor("elsewhere.example.com/cache", push); err != nil || c.Auth != nil {
+		t.Errorf("cache without a credential: %v, %v", c, err)
+	}
+}
+
+func keysOf[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
