@@ -41,6 +41,10 @@ test: deps ## unit + integration tests against a real apiserver, registry and bu
 	@assets=$$(hack/kube-assets.sh | tail -n1); \
 	KUBEBUILDER_ASSETS=$$assets $(GO) test $(GOFLAGS_MOSB) -p 1 -timeout $(TEST_TIMEOUT) -count=1 ./...
 
+e2e: deps ## the controller end to end: real apiserver, registry with auth, buildah, pods run by the kubelet stand-in
+	@assets=$$(hack/kube-assets.sh | tail -n1); \
+	KUBEBUILDER_ASSETS=$$assets $(GO) test $(GOFLAGS_MOSB) -timeout $(TEST_TIMEOUT) -count=1 -v ./test/e2e/ 2>&1 | grep -E '^(=== RUN|--- |\s+---|PASS|FAIL|ok|panic)|_test.go:'
+
 unit: ## tests that need no server
 	$(GO) test $(GOFLAGS_MOSB) -short ./...
 

@@ -1,0 +1,221 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	configv1 "github.com/openshift/api/config/v1"
+	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/mosb-dev/mosb/test/harness"
+	"github.com/mosb-dev/mosb/test/kubeletstandin"
+)
+
+const (
+	buildNamespace = "openshift-machine-config-operator"
+	poolName       = "worker"
+	renderedName   = "rendered-worker-1"
+)
+
+var (
+	mosbBinOnce sync.Once
+	mosbBin     string
+	mosbBinErr  error
+)
+
+// mosbBinary builds bin/mosb once for the package: the controller and the build pods run it.
+func mosbBinary(t *testing.T) string {
+	t.Helper()
+	mosbBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "mosb-e2e-bin-")
+		if err != nil {
+			mosbBinErr = err
+			return
+		}
+		mosbBin = filepath.Join(dir, "mosb")
+		cmd := exec.Command("go", "build", "-tags", "containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper",
+			"-o", mosbBin, "./cmd/mosb")
+		cmd.Dir = harness.RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			mosbBinErr = fmt.Errorf("go build ./cmd/mosb: %v\n%s", err, out)
+		}
+	})
+	if mosbBinErr != nil {
+		t.Fatal(mosbBinErr)
+	}
+	return mosbBin
+}
+
+// env is one cluster: control plane, registry, a node run by the kubelet stand-in, the cluster
+// objects a MachineOSConfig needs, and the mosb controller as a process.
+type env struct {
+	t       *testing.T
+	cp      *harness.ControlPlane
+	c       client.Client
+	reg     *harness.Registry
+	base    string
+	kubelet *kubeletstandin.StandIn
+	ctrl    *controllerProcess
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("e2e: needs kube-apiserver, docker-registry and buildah")
+	}
+	bin := mosbBinary(t)
+	e := &env{t: t, cp: harness.StartControlPlane(t), reg: harness.StartRegistry(t)}
+	e.c = e.cp.Client
+	e.base = harness.PushBaseImage(t, e.reg, "os/base", "amd64")
+	ctx := t.Context()
+
+	host, port, _ := strings.Cut(e.reg.Host, ":")
+	objs := []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: buildNamespace}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "openshift-config"}},
+		dockerSecret("pull", e.reg.DockerConfigJSON()),
+		dockerSecret("push", e.reg.DockerConfigJSON()),
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "openshift-config", Name: "registry-cas"},
+			Data: map[string]string{host + ".." + port: string(e.reg.CA.PEM)}},
+		&configv1.Image{ObjectMeta: metav1.ObjectMeta{Name: "cluster"},
+			Spec: configv1.ImageSpec{AdditionalTrustedCA: configv1.ConfigMapNameReference{Name: "registry-cas"}}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: buildNamespace, Name: "machine-config-osimageurl"},
+			Data: map[string]string{"baseOSContainerImage": e.base, "releaseVersion": "4.16.0-e2e"}},
+		&mcfgv1.MachineConfig{ObjectMeta: metav1.ObjectMeta{Name: renderedName},
+			Spec: mcfgv1.MachineConfigSpec{Config: runtime.RawExtension{Raw: []byte(`{"ignition":{"version":"3.4.0"}}`)}}},
+		&mcfgv1.MachineConfigPool{ObjectMeta: metav1.ObjectMeta{Name: poolName},
+			Spec: mcfgv1.MachineConfigPoolSpec{
+				NodeSelector:  &metav1.LabelSelector{MatchLabels: map[string]string{"node-role.kubernetes.io/worker": ""}},
+				Configuration: mcfgv1.MachineConfigPoolStatusConfiguration{ObjectReference: corev1.ObjectReference{Name: renderedName}},
+			}},
+	}
+	for _, o := range objs {
+		if err := e.c.Create(ctx, o); err != nil {
+			t.Fatalf("creating %T %s: %v", o, o.GetName(), err)
+		}
+	}
+	ki, err := kubeletstandin.Start(ctx, e.cp.Config, kubeletstandin.Options{
+		Nodes:    []kubeletstandin.Node{{Name: "node-amd64", Labels: map[string]string{"kubernetes.io/arch": "amd64", "node-role.kubernetes.io/worker": ""}}},
+		Commands: map[string]string{"mosb": bin},
+		WorkDir:  t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ki.Stop)
+	e.kubelet = ki
+	e.ctrl = startController(t, bin, e.cp.Kubeconfig)
+	return e
+}
+
+func dockerSecret(name string, cfg []byte) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: buildNamespace, Name: name},
+		Type:       corev1.SecretTypeDockerConfigJson,
+		Data:       map[string][]byte{corev1.DockerConfigJsonKey: cfg},
+	}
+}
+
+// controllerProcess is `mosb controller` running against the test cluster.
+type controllerProcess struct {
+	t    *testing.T
+	args []string
+	bin  string
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *bytes.Buffer
+}
+
+func startController(t *testing.T, bin, kubeconfig string) *controllerProcess {
+	p := &controllerProcess{t: t, bin: bin, log: &bytes.Buffer{}, args: []string{
+		"controller", "--kubeconfig", kubeconfig, "--namespace", buildNamespace, "--builder-image", "mosb:e2e",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--build-timeout", "10m",
+	}}
+	p.start()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("controller log:\n%s", p.logs())
+		}
+	})
+	return p
+}
+
+func (p *controllerProcess) start() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Stdout, cmd.Stderr = syncWriter{p}, syncWriter{p}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		p.t.Fatalf("starting mosb controller: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	p.cmd, p.done = cmd, done
+}
+
+// kill ends the controller as a crash would (SIGKILL): nothing is cleaned up.
+func (p *controllerProcess) kill() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.cmd = nil
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-done
+}
+
+func (p *controllerProcess) restart() { p.kill(); p.start() }
+
+func (p *controllerProcess) logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+type syncWriter struct{ p *controllerProcess }
+
+func (w syncWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.p.log.Write(b)
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	var lastErr error
+	for {
+		ok, err := cond(ctx)
+		if ok {
+			return
+		}
+		if err != nil {
+			lastErr = err
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, lastErr)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
