@@ -99,11 +99,9 @@ func runBuild(ctx context.Context, plan *pipeline.Plan, s buildSettings) (*build
 		}
 	}
 	if s.cacheRepo != "" {
-		cacheAuth, err := plan.PushAuths.AuthFile()
-		if err != nil {
+		if req.Cache, err = cacheFor(s.cacheRepo, plan.PushAuths); err != nil {
 			return nil, err
 		}
-		req.Cache = &builder.Cache{Repo: s.cacheRepo, Auth: cacheAuth}
 	}
 	pusher := registry.NewClient(registry.WithKeychain(plan.PushAuths.Keychain()), registry.WithConfig(plan.Config))
 	fmt.Fprintf(s.progress, "mosb: building %s for %s\n", plan.Target, strings.Join(plan.ArchNames(), ", "))
