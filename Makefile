@@ -57,8 +57,12 @@ fuzz: ## every fuzz target for FUZZTIME each
 bench: deps build ## mosb build vs the buildah CLI, cold vs warm: a table of medians (MOSB_BENCH_RUNS, default 3), minutes
 	MOSB_BENCH=1 MOSB_BIN=$(CURDIR)/$(BIN) $(GO) test $(GOFLAGS_MOSB) -count=1 -v -timeout $(TEST_TIMEOUT) -run '^TestBuildSpeed$$' ./test/bench
 
-demo: ## local control plane + registry + controller + example MachineOSConfig, ending with the digest
-	@echo "make demo: not yet — the controller lands with the controller-spine issue."
+demo: deps build ## local control plane + registry + controller + example MachineOSConfig, ending with the digest
+	@assets=$$(hack/kube-assets.sh | tail -n1); \
+	KUBEBUILDER_ASSETS=$$assets $(GO) run $(GOFLAGS_MOSB) ./test/demo -mosb $(BIN)
+
+demo-down: ## the demo tears itself down when it ends; this removes what an interrupted one left
+	-@pkill -f 'mosb-demo-' 2>/dev/null; pkill -f 'bin/mosb controller' 2>/dev/null; true
 
 clean:
 	rm -rf bin
