@@ -71,15 +71,24 @@ type env struct {
 	ctrl    *controllerProcess
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv starts a cluster whose worker pool has one node per architecture (default amd64); with
+// several, the base image is a multi-arch index.
+func newEnv(t *testing.T, arches ...string) *env {
 	t.Helper()
+	if len(arches) == 0 {
+		arches = []string{"amd64"}
+	}
 	if testing.Short() {
 		t.Skip("e2e: needs kube-apiserver, docker-registry and buildah")
 	}
 	bin := mosbBinary(t)
 	e := &env{t: t, cp: harness.StartControlPlane(t), reg: harness.StartRegistry(t)}
 	e.c = e.cp.Client
-	e.base = harness.PushBaseImage(t, e.reg, "os/base", "amd64")
+	if len(arches) == 1 {
+		e.base = harness.PushBaseImage(t, e.reg, "os/base", arches[0])
+	} else {
+		e.base = harness.PushBaseIndex(t, e.reg, "os/base", arches...)
+	}
 	ctx := t.Context()
 
 	host, port, _ := strings.Cut(e.reg.Host, ":")
@@ -107,8 +116,12 @@ func newEnv(t *testing.T) *env {
 			t.Fatalf("creating %T %s: %v", o, o.GetName(), err)
 		}
 	}
+	var nodes []kubeletstandin.Node
+	for _, a := range arches {
+		nodes = append(nodes, kubeletstandin.Node{Name: "node-" + a, Labels: map[string]string{"kubernetes.io/arch": a, "node-role.kubernetes.io/worker": ""}})
+	}
 	ki, err := kubeletstandin.Start(ctx, e.cp.Config, kubeletstandin.Options{
-		Nodes:    []kubeletstandin.Node{{Name: "node-amd64", Labels: map[string]string{"kubernetes.io/arch": "amd64", "node-role.kubernetes.io/worker": ""}}},
+		Nodes:    nodes,
 		Commands: map[string]string{"mosb": bin},
 		WorkDir:  t.TempDir(),
 	})
