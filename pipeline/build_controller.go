@@ -48,8 +48,6 @@ type BuildReconciler struct {
 	DefaultArch    string
 	BuilderVersion string
 	HostNetwork    bool
-	// Registry makes registry clients (tests swap in their transport); nil uses registry.NewClient.
-	Registry func(opts ...registry.Option) *registry.Client
 
 	logged sync.Map
 }
@@ -113,7 +111,7 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 
 	if current == nil {
-		if current, err = r.startBuild(ctx, m, plan, rebuild, len(builds)); err != nil {
+		if current, err = r.startBuild(ctx, m, plan, rebuild); err != nil {
 			return ctrl.Result{}, err
 		}
 		if rebuild != "" {
@@ -175,7 +173,7 @@ func (r *BuildReconciler) buildsOf(ctx context.Context, mosc string) ([]mosbv1.M
 }
 
 // startBuild creates the MachineOSBuild of the plan. A rebuild of the same identity gets a suffix.
-func (r *BuildReconciler) startBuild(ctx context.Context, m *mosbv1.MachineOSConfig, plan *Plan, rebuild string, _ int) (*mosbv1.MachineOSBuild, error) {
+func (r *BuildReconciler) startBuild(ctx context.Context, m *mosbv1.MachineOSConfig, plan *Plan, rebuild string) (*mosbv1.MachineOSBuild, error) {
 	name := plan.MachineOSBuildName(m.Name)
 	if rebuild != "" {
 		sum := sha256.Sum256([]byte(rebuild))
@@ -377,11 +375,7 @@ func (r *BuildReconciler) publish(ctx context.Context, plan *Plan, results map[s
 }
 
 func (r *BuildReconciler) pushClient(plan *Plan) *registry.Client {
-	newClient := r.Registry
-	if newClient == nil {
-		newClient = registry.NewClient
-	}
-	return newClient(registry.WithKeychain(plan.PushAuths.Keychain()), registry.WithConfig(plan.Config))
+	return registry.NewClient(registry.WithKeychain(plan.PushAuths.Keychain()), registry.WithConfig(plan.Config))
 }
 
 // imageExists asks the registry with the push credentials: they can read what they pushed.

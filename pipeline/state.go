@@ -13,18 +13,16 @@ import (
 
 // Reasons on MachineOSBuild conditions and on the MachineOSConfig summary.
 const (
-	ReasonPrepared      = "Prepared"
-	ReasonPodsCreated   = "PodsCreated"
-	ReasonBuilt         = "Built"
-	ReasonReused        = "ImageReused"
-	ReasonBuildFailed   = "BuildFailed"
-	ReasonPushFailed    = "PushFailed"
-	ReasonSuperseded    = "Superseded"
-	ReasonBuilding      = "Building"
-	ReasonImageMissing  = "ImageMissing"
-	ReasonNoBuild       = "NoBuild"
-	ReasonAsExpected    = "AsExpected"
-	ReasonWaitingForPod = "WaitingForPod"
+	ReasonPrepared     = "Prepared"
+	ReasonPodsCreated  = "PodsCreated"
+	ReasonBuilt        = "Built"
+	ReasonBuildFailed  = "BuildFailed"
+	ReasonPushFailed   = "PushFailed"
+	ReasonSuperseded   = "Superseded"
+	ReasonBuilding     = "Building"
+	ReasonImageMissing = "ImageMissing"
+	ReasonNoBuild      = "NoBuild"
+	ReasonAsExpected   = "AsExpected"
 )
 
 // BuildPhase is where a MachineOSBuild is in its life.
