@@ -65,11 +65,13 @@ func (e *env) waitReady(name string) *mosbv1.MachineOSConfig {
 		if err := e.c.Get(ctx, client.ObjectKey{Name: name}, m); err != nil {
 			return false, err
 		}
+		// A Degraded condition may predate the change being waited for: report it only on timeout.
+		var degraded error
 		if c := meta.FindStatusCondition(m.Status.Conditions, mosbv1.MachineOSConfigDegraded); c != nil && c.Status == metav1.ConditionTrue {
-			e.t.Fatalf("MachineOSConfig %s is Degraded: %s: %s", name, c.Reason, c.Message)
+			degraded = fmt.Errorf("Degraded: %s: %s", c.Reason, c.Message)
 		}
 		return meta.IsStatusConditionTrue(m.Status.Conditions, mosbv1.MachineOSConfigReady) &&
-			m.Status.ObservedGeneration == m.Generation && m.Status.CurrentImagePullspec != "", nil
+			m.Status.ObservedGeneration == m.Generation && m.Status.CurrentImagePullspec != "", degraded
 	})
 	return m
 }
