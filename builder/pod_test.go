@@ -627,32 +627,7 @@ func materializeConfigMap(t *testing.T, dir string, cm *corev1.ConfigMap, pod *c
 		}
 		payload[it.Path] = d
 	}
-	atomicWrite(t, dir, payload)
-}
-
-func atomicWrite(t *testing.T, dir string, payload map[string][]byte) {
-	t.Helper()
-	ts := "..2026_01_02_03_04_05.000000001"
-	top := map[string]bool{}
-	for p, d := range payload {
-		full := filepath.Join(dir, ts, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, d, 0o444); err != nil {
-			t.Fatal(err)
-		}
-		first, _, _ := strings.Cut(p, "/")
-		top[first] = true
-	}
-	if err := os.Symlink(ts, filepath.Join(dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
-	for name := range top {
-		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	harness.WriteAtomicVolume(t, dir, payload)
 }
 
 func configMapData(t *testing.T, cm *corev1.ConfigMap) map[string][]byte {

@@ -22,16 +22,7 @@ LABEL org.example.team=platform`
 
 func TestBuildPushesWhatTheSnippetMade(t *testing.T) {
 	f := newBuildFixture(t, "amd64")
-	mc := filepath.Join(f.dir, "mc.yaml")
-	write(t, mc, `apiVersion: machineconfiguration.openshift.io/v1
-kind: MachineConfig
-metadata:
-  name: rendered-worker-abc
-spec:
-  config:
-    ignition:
-      version: 3.4.0
-`)
+	mc := f.renderedMachineConfig(t)
 	target := f.reg.Host + "/os/worker:latest"
 	res := runCLI(t, "build", "-f", f.mosc(t, "worker", target, map[string]string{"": userSnippet(f.base["amd64"])}),
 		"--machineconfig", mc, "--cluster-config", f.clusterDir, "--authfile", f.authFile, "--root", t.TempDir())

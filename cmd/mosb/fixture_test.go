@@ -125,6 +125,22 @@ spec:
 	return p
 }
 
+// renderedMachineConfig writes a rendered MachineConfig named rendered-worker-abc and returns its path.
+func (f *buildFixture) renderedMachineConfig(t *testing.T) string {
+	t.Helper()
+	mc := filepath.Join(f.dir, "mc.yaml")
+	write(t, mc, `apiVersion: machineconfiguration.openshift.io/v1
+kind: MachineConfig
+metadata:
+  name: rendered-worker-abc
+spec:
+  config:
+    ignition:
+      version: 3.4.0
+`)
+	return mc
+}
+
 type cliResult struct {
 	code           int
 	stdout, stderr string

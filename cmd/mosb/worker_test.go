@@ -21,6 +21,7 @@ import (
 
 	"github.com/mosb-dev/mosb/builder"
 	"github.com/mosb-dev/mosb/registry"
+	"github.com/mosb-dev/mosb/test/harness"
 )
 
 // workerPod is a build pod as kubelet would start it, without kubelet: the controller's plan
@@ -49,16 +50,7 @@ type workerPodOptions struct {
 
 func (f *buildFixture) workerPod(t *testing.T, o workerPodOptions) *workerPod {
 	t.Helper()
-	mc := filepath.Join(f.dir, "mc.yaml")
-	write(t, mc, `apiVersion: machineconfiguration.openshift.io/v1
-kind: MachineConfig
-metadata:
-  name: rendered-worker-abc
-spec:
-  config:
-    ignition:
-      version: 3.4.0
-`)
+	mc := f.renderedMachineConfig(t)
 	// Planned exactly as the controller plans: validation, assembly, registry configuration.
 	plan, err := prepare(&fileInputs{
 		machineOSConfig: f.mosc(t, "worker", o.target, map[string]string{"": o.content}),
@@ -198,27 +190,7 @@ func kubeletWrite(t *testing.T, dir string, data map[string][]byte, items []core
 		}
 		payload[it.Path] = d
 	}
-	const ts = "..2026_01_02_03_04_05.000000001"
-	top := map[string]bool{}
-	for p, d := range payload {
-		full := filepath.Join(dir, ts, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, d, 0o444); err != nil {
-			t.Fatal(err)
-		}
-		first, _, _ := strings.Cut(p, "/")
-		top[first] = true
-	}
-	if err := os.Symlink(ts, filepath.Join(dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
-	for n := range top {
-		if err := os.Symlink(filepath.Join("..data", n), filepath.Join(dir, n)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	harness.WriteAtomicVolume(t, dir, payload)
 }
 
 func (w *workerPod) result(t *testing.T) (builder.WorkerResult, bool) {
