@@ -48,6 +48,15 @@ type BuildReconciler struct {
 	DefaultArch    string
 	BuilderVersion string
 	HostNetwork    bool
+	// MaxRetries is how many times a transiently failed build is tried again.
+	MaxRetries int
+	// SucceededHistory and FailedHistory are how many ended MachineOSBuilds of each kind are kept.
+	SucceededHistory, FailedHistory int
+	// ImagePullGrace is how long a build pod may fail to pull the builder image (default 5m).
+	ImagePullGrace time.Duration
+	// APIReader reads around the cache, to tell a deleted pod from one the cache has not seen yet.
+	APIReader client.Reader
+	Metrics   *Metrics
 
 	logged sync.Map
 }
@@ -126,8 +135,12 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	var pullspec string
 	switch Phase(current) {
 	case PhasePending, PhaseBuilding:
-		if err := r.advanceBuild(ctx, m, plan, current); err != nil {
+		again, err := r.advanceBuild(ctx, m, plan, current)
+		if err != nil {
 			return ctrl.Result{}, err
+		}
+		if again > 0 {
+			return ctrl.Result{RequeueAfter: again}, r.writeConfigStatus(ctx, m, Summarise(nil, current, false), "")
 		}
 	case PhaseSucceeded:
 		pullspec = current.Status.DigestedImagePushspec
@@ -213,64 +226,80 @@ func (r *BuildReconciler) startBuild(ctx context.Context, m *mosbv1.MachineOSCon
 	return b, nil
 }
 
-// advanceBuild makes sure every architecture has its pod, reads their outcomes, and finishes
-// the build when they are all done.
-func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSConfig, plan *Plan, b *mosbv1.MachineOSBuild) error {
+// advanceBuild makes sure every architecture of the current attempt has its pod, reads their
+// outcomes, retries transient failures after a backoff, and finishes the build when every
+// architecture is done. It returns when to look again (0: when something changes).
+func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSConfig, plan *Plan, b *mosbv1.MachineOSBuild) (time.Duration, error) {
 	now := metav1.Now()
 	status := b.Status.DeepCopy()
 	if status.BuildStart == nil {
 		status.BuildStart = &now
 	}
+	if status.Attempt == 0 {
+		status.Attempt = 1
+	}
+	if wait := r.backoffLeft(status, now.Time); wait > 0 {
+		return wait, nil
+	}
+
 	results := map[string]builder.WorkerResult{}
-	var failedMsg string
+	var failure *Outcome
 	for _, a := range plan.Arches {
-		podName := b.Name + "-" + a.Arch
-		pod := &corev1.Pod{}
-		err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.Namespace, Name: podName}, pod)
-		if apierrors.IsNotFound(err) {
+		podName := fmt.Sprintf("%s-%s-%d", b.Name, a.Arch, status.Attempt)
+		entry := mosbv1.ArchitectureBuild{Architecture: a.Arch, PodName: podName, ContainerfileArch: string(a.Selection.EntryArch), Message: noContentNote(a)}
+		pod, created, err := r.pod(ctx, status, podName)
+		if err != nil {
+			return 0, err
+		}
+		if pod == nil && !created {
 			if err := r.createPod(ctx, plan, a, b, podName); err != nil {
-				return err
+				return 0, err
 			}
-			setArch(status, mosbv1.ArchitectureBuild{Architecture: a.Arch, PodName: podName, ContainerfileArch: string(a.Selection.EntryArch), Message: noContentNote(a)})
+			setArch(status, entry)
 			continue
 		}
-		if err != nil {
-			return err
-		}
-		out := ObservePod(pod)
-		entry := mosbv1.ArchitectureBuild{Architecture: a.Arch, PodName: podName, ContainerfileArch: string(a.Selection.EntryArch), Message: noContentNote(a)}
+		out := ClassifyPod(pod, podName, now.Time, r.imagePullGrace())
 		switch {
 		case out.Failed:
-			entry.Message = out.FailureMessage(a.Arch, podName)
-			if failedMsg == "" {
-				failedMsg = entry.Message
+			entry.Message = out.Message
+			if failure == nil || (failure.Retryable && !out.Retryable) {
+				o := out
+				failure = &o
 			}
 		case out.Done:
-			res, err := builder.ParseWorkerResult(out.Message)
-			if err != nil {
-				entry.Message = fmt.Sprintf("the %s build pod %s succeeded but its termination message is not a result: %v", a.Arch, podName, err)
-				if failedMsg == "" {
-					failedMsg = entry.Message
-				}
-			} else {
-				results[a.Arch] = res
-				entry.DigestedImagePushspec = res.Pullspec
-			}
+			results[a.Arch] = out.Result
+			entry.DigestedImagePushspec = out.Result.Pullspec
 		}
 		setArch(status, entry)
 	}
 
-	phase, reason, message := PhaseBuilding, ReasonPodsCreated, fmt.Sprintf("building %v in namespace %s", plan.ArchNames(), r.Namespace)
+	phase, reason, message := PhaseBuilding, ReasonPodsCreated, fmt.Sprintf("attempt %d: building %v in namespace %s", status.Attempt, plan.ArchNames(), r.Namespace)
+	var again time.Duration
 	switch {
-	case failedMsg != "":
-		phase, reason, message = PhaseFailed, ReasonBuildFailed, failedMsg
+	case failure != nil && failure.Retryable && int(status.Attempt) <= r.MaxRetries:
+		// Transient: this attempt's pods go, the next attempt starts after a backoff.
+		if err := r.cleanup(ctx, b); err != nil {
+			return 0, err
+		}
+		status.FailedAttempts = append(status.FailedAttempts, mosbv1.BuildAttemptFailure{Attempt: status.Attempt, Reason: failure.Reason, Message: failure.Message, Time: now})
+		status.Attempt++
+		again = retryBackoff(int(status.Attempt))
+		reason, message = "Retrying", fmt.Sprintf("attempt %d failed (%s: %s); attempt %d of %d starts in %s",
+			status.Attempt-1, failure.Reason, failure.Message, status.Attempt, r.MaxRetries+1, again)
+		r.metrics().retried(failure.Reason)
+		r.Recorder.Eventf(b, corev1.EventTypeWarning, failure.Reason, "attempt %d failed, retrying: %s", status.Attempt-1, failure.Message)
+	case failure != nil:
+		phase, reason, message = PhaseFailed, failure.Reason, failure.Message
+		if failure.Retryable {
+			message = fmt.Sprintf("%s (gave up after %d attempts)", failure.Message, status.Attempt)
+		}
 	case len(results) == len(plan.Arches):
 		pullspec, err := r.publish(ctx, plan, results)
 		if err != nil {
-			if errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrNotPermitted) {
+			if errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrNotPermitted) || errors.Is(err, registry.ErrNotFound) {
 				phase, reason, message = PhaseFailed, ReasonPushFailed, err.Error()
 			} else {
-				return err // transient: the next reconcile pushes again
+				return 0, err // transient: the next reconcile pushes again
 			}
 		} else {
 			phase, reason, message = PhaseSucceeded, ReasonBuilt, "pushed "+pullspec
@@ -281,7 +310,7 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 	updated.Status = *status
 	SetBuildPhase(updated, phase, reason, message, now)
 	if err := r.Client.Status().Update(ctx, updated); err != nil {
-		return err
+		return 0, err
 	}
 	*b = *updated
 	if phase.Terminal() {
@@ -291,7 +320,108 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 		}
 		r.Recorder.Event(b, evType, reason, message)
 		r.Recorder.Eventf(m, evType, reason, "MachineOSBuild %s: %s", b.Name, message)
-		return r.cleanup(ctx, b)
+		r.metrics().ended(b, reason)
+		if err := r.cleanup(ctx, b); err != nil {
+			return 0, err
+		}
+		return 0, r.pruneHistory(ctx, m.Name, b.Name)
+	}
+	return again, nil
+}
+
+// pod finds a build pod. A pod the status says was created but that the API server no longer
+// has is reported as (nil, true): it was deleted. The cache may lag behind a pod just created,
+// so "gone" is confirmed with a direct read.
+func (r *BuildReconciler) pod(ctx context.Context, status *mosbv1.MachineOSBuildStatus, name string) (*corev1.Pod, bool, error) {
+	key := types.NamespacedName{Namespace: r.Namespace, Name: name}
+	pod := &corev1.Pod{}
+	err := r.Client.Get(ctx, key, pod)
+	if err == nil {
+		return pod, true, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, false, err
+	}
+	recorded := false
+	for _, a := range status.Architectures {
+		recorded = recorded || a.PodName == name
+	}
+	if !recorded || r.APIReader == nil {
+		return nil, recorded, nil
+	}
+	if err := r.APIReader.Get(ctx, key, pod); err == nil {
+		return pod, true, nil
+	} else if !apierrors.IsNotFound(err) {
+		return nil, false, err
+	}
+	return nil, true, nil
+}
+
+// backoffLeft is how long the next attempt still has to wait.
+func (r *BuildReconciler) backoffLeft(s *mosbv1.MachineOSBuildStatus, now time.Time) time.Duration {
+	if len(s.FailedAttempts) == 0 {
+		return 0
+	}
+	last := s.FailedAttempts[len(s.FailedAttempts)-1]
+	return last.Time.Add(retryBackoff(int(s.Attempt))).Sub(now)
+}
+
+// retryBackoff before attempt n (n ≥ 2): 10 s, 20 s, 40 s, … up to 5 minutes.
+func retryBackoff(n int) time.Duration {
+	d := 10 * time.Second
+	for i := 2; i < n && d < 5*time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, 5*time.Minute)
+}
+
+func (r *BuildReconciler) imagePullGrace() time.Duration {
+	if r.ImagePullGrace > 0 {
+		return r.ImagePullGrace
+	}
+	return 5 * time.Minute
+}
+
+func (r *BuildReconciler) metrics() *Metrics { return r.Metrics }
+
+// pruneHistory keeps the newest SucceededHistory succeeded and FailedHistory failed or
+// interrupted MachineOSBuilds of a MachineOSConfig (and always the current one), and deletes
+// the others with their pods and ConfigMaps.
+func (r *BuildReconciler) pruneHistory(ctx context.Context, mosc, current string) error {
+	builds, err := r.buildsOf(ctx, mosc)
+	if err != nil {
+		return err
+	}
+	sort.Slice(builds, func(i, j int) bool {
+		ti, tj := builds[i].CreationTimestamp, builds[j].CreationTimestamp
+		if ti.Equal(&tj) {
+			return builds[i].Name > builds[j].Name
+		}
+		return tj.Before(&ti)
+	})
+	kept := map[bool]int{}
+	for i := range builds {
+		b := &builds[i]
+		phase := Phase(b)
+		if b.Name == current || !phase.Terminal() {
+			continue
+		}
+		succeeded := phase == PhaseSucceeded
+		limit := r.FailedHistory
+		if succeeded {
+			limit = r.SucceededHistory
+		}
+		if kept[succeeded] < limit {
+			kept[succeeded]++
+			continue
+		}
+		if err := r.cleanup(ctx, b); err != nil {
+			return err
+		}
+		if err := r.Client.Delete(ctx, b); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting old MachineOSBuild %s: %w", b.Name, err)
+		}
+		ctrl.LoggerFrom(ctx).Info("history limit: deleted an old build", "machineosbuild", b.Name, "phase", phase)
 	}
 	return nil
 }
@@ -401,6 +531,7 @@ func (r *BuildReconciler) supersede(ctx context.Context, b *mosbv1.MachineOSBuil
 			return err
 		}
 		r.Recorder.Event(fresh, corev1.EventTypeNormal, ReasonSuperseded, "superseded by a build of newer inputs")
+		r.metrics().ended(fresh, ReasonSuperseded)
 		ctrl.LoggerFrom(ctx).Info("build superseded", "machineosbuild", fresh.Name)
 		return nil
 	})

@@ -1,10 +1,6 @@
 package pipeline
 
 import (
-	"fmt"
-	"strings"
-
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -90,61 +86,6 @@ func reasonOr(mine bool, reason, phase string) string {
 func messageOr(mine bool, message string) string {
 	if mine {
 		return message
-	}
-	return ""
-}
-
-// PodOutcome is what one architecture's build pod says.
-type PodOutcome struct {
-	Done, Failed bool
-	// Message: the termination message (the worker's result JSON on success, the log tail or error on failure).
-	Message  string
-	ExitCode int32
-	Reason   string
-}
-
-// ObservePod reads a build pod's status.
-func ObservePod(p *corev1.Pod) PodOutcome {
-	var term *corev1.ContainerStateTerminated
-	for i := range p.Status.ContainerStatuses {
-		if t := p.Status.ContainerStatuses[i].State.Terminated; t != nil {
-			term = t
-		}
-	}
-	switch p.Status.Phase {
-	case corev1.PodSucceeded:
-		o := PodOutcome{Done: true}
-		if term != nil {
-			o.Message = term.Message
-		}
-		return o
-	case corev1.PodFailed:
-		o := PodOutcome{Done: true, Failed: true, Reason: p.Status.Reason, Message: p.Status.Message}
-		if term != nil {
-			o.ExitCode, o.Message = term.ExitCode, firstNonEmpty(term.Message, p.Status.Message)
-			o.Reason = firstNonEmpty(term.Reason, p.Status.Reason)
-		}
-		return o
-	}
-	return PodOutcome{}
-}
-
-// FailureMessage is what a failed pod's MachineOSBuild and MachineOSConfig say: the arch, the
-// exit code and the end of the log, so nobody has to find the pod to know why.
-func (o PodOutcome) FailureMessage(arch, pod string) string {
-	tail := strings.TrimSpace(o.Message)
-	const max = 1024
-	if len(tail) > max {
-		tail = "…" + tail[len(tail)-max:]
-	}
-	return fmt.Sprintf("the %s build (pod %s) failed with exit code %d (%s): %s", arch, pod, o.ExitCode, firstNonEmpty(o.Reason, "Error"), tail)
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
 	}
 	return ""
 }

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
@@ -35,46 +34,6 @@ func TestSetBuildPhaseKeepsOneConditionTrue(t *testing.T) {
 		if phase.Terminal() != (b.Status.BuildEnd != nil) {
 			t.Errorf("%s: buildEnd %v", phase, b.Status.BuildEnd)
 		}
-	}
-}
-
-func TestObservePod(t *testing.T) {
-	terminated := func(code int32, reason, msg string) []corev1.ContainerStatus {
-		return []corev1.ContainerStatus{{Name: "build", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Reason: reason, Message: msg}}}}
-	}
-	cases := []struct {
-		name string
-		pod  corev1.PodStatus
-		want PodOutcome
-	}{
-		{"pending", corev1.PodStatus{Phase: corev1.PodPending}, PodOutcome{}},
-		{"running", corev1.PodStatus{Phase: corev1.PodRunning}, PodOutcome{}},
-		{"succeeded", corev1.PodStatus{Phase: corev1.PodSucceeded, ContainerStatuses: terminated(0, "Completed", `{"arch":"amd64"}`)},
-			PodOutcome{Done: true, Message: `{"arch":"amd64"}`}},
-		{"failed", corev1.PodStatus{Phase: corev1.PodFailed, ContainerStatuses: terminated(1, "Error", "STEP 2/3: RUN false\nerror: exit status 1")},
-			PodOutcome{Done: true, Failed: true, ExitCode: 1, Reason: "Error", Message: "STEP 2/3: RUN false\nerror: exit status 1"}},
-		{"deadline", corev1.PodStatus{Phase: corev1.PodFailed, Reason: "DeadlineExceeded", Message: "Pod was active on the node longer than the specified deadline"},
-			PodOutcome{Done: true, Failed: true, Reason: "DeadlineExceeded", Message: "Pod was active on the node longer than the specified deadline"}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := ObservePod(&corev1.Pod{Status: tc.pod}); got != tc.want {
-				t.Errorf("got %+v, want %+v", got, tc.want)
-			}
-		})
-	}
-}
-
-func TestFailureMessageHasExitCodeAndTheEndOfTheLog(t *testing.T) {
-	log := strings.Repeat("x", 5000) + "\nerror: the last line"
-	msg := PodOutcome{Done: true, Failed: true, ExitCode: 3, Reason: "Error", Message: log}.FailureMessage("arm64", "p-arm64")
-	for _, want := range []string{"arm64", "p-arm64", "exit code 3", "error: the last line"} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("message lacks %q: %s", want, msg)
-		}
-	}
-	if len(msg) > 1200 {
-		t.Errorf("message is %d bytes; a condition message should stay short", len(msg))
 	}
 }
 

@@ -102,6 +102,30 @@ type MachineOSBuildStatus struct {
 	// buildEnd is when the build reached a final state.
 	// +optional
 	BuildEnd *metav1.Time `json:"buildEnd,omitempty"`
+
+	// attempt is the current attempt, from 1. A transient failure (a deleted or evicted pod, an
+	// unreachable registry) starts the next attempt after a backoff, up to the controller's
+	// --max-retries.
+	// +optional
+	Attempt int32 `json:"attempt,omitempty"`
+
+	// failedAttempts records every attempt that failed and was retried, oldest first.
+	// +optional
+	// +listType=atomic
+	FailedAttempts []BuildAttemptFailure `json:"failedAttempts,omitempty"`
+}
+
+// BuildAttemptFailure is why one attempt of a build failed.
+type BuildAttemptFailure struct {
+	// attempt is the attempt's number.
+	Attempt int32 `json:"attempt"`
+	// reason is CamelCase: Interrupted, PodEvicted, PushFailed, OutOfMemory, ...
+	Reason string `json:"reason"`
+	// message says what happened, with the end of the build log where there is one.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// time is when the failure was seen.
+	Time metav1.Time `json:"time"`
 }
 
 // ArchitectureBuild is the result of building one architecture.

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/mosb-dev/mosb/pipeline"
@@ -32,6 +33,10 @@ type controllerOptions struct {
 	probeAddr        string
 	leaderElect      bool
 	leaderElectionNS string
+	maxRetries       int
+	succeededHistory int
+	failedHistory    int
+	imagePullGrace   time.Duration
 }
 
 func newControllerCommand() *cobra.Command {
@@ -54,6 +59,10 @@ func newControllerCommand() *cobra.Command {
 	fl.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "where /healthz and /readyz are served; 0 disables them")
 	fl.BoolVar(&o.leaderElect, "leader-elect", false, "take a Lease before acting, so only one replica builds")
 	fl.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "the Lease's namespace (default: --namespace)")
+	fl.IntVar(&o.maxRetries, "max-retries", 3, "how many times a build that failed transiently (pod deleted or evicted, registry unreachable) is tried again")
+	fl.IntVar(&o.succeededHistory, "succeeded-history", 3, "how many succeeded MachineOSBuilds to keep per MachineOSConfig (besides the current one)")
+	fl.IntVar(&o.failedHistory, "failed-history", 3, "how many failed or interrupted MachineOSBuilds to keep per MachineOSConfig")
+	fl.DurationVar(&o.imagePullGrace, "builder-image-pull-grace", 5*time.Minute, "how long a build pod may fail to pull the builder image before the build fails with BuilderImageUnavailable")
 	return cmd
 }
 
@@ -95,14 +104,27 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 	if err != nil {
 		return err
 	}
+	if o.maxRetries < 0 || o.succeededHistory < 0 || o.failedHistory < 0 {
+		return invalid("--max-retries, --succeeded-history and --failed-history must not be negative")
+	}
+	metrics, err := pipeline.NewMetrics(ctrlmetrics.Registry, mgr.GetClient())
+	if err != nil {
+		return err
+	}
 	r := &pipeline.BuildReconciler{
-		Client:         mgr.GetClient(),
-		Namespace:      o.namespace,
-		BuilderImage:   o.builderImage,
-		BuildTimeout:   o.buildTimeout,
-		DefaultArch:    runtime.GOARCH,
-		BuilderVersion: builderVersion(),
-		HostNetwork:    o.hostNetwork,
+		Client:           mgr.GetClient(),
+		APIReader:        mgr.GetAPIReader(),
+		Metrics:          metrics,
+		MaxRetries:       o.maxRetries,
+		SucceededHistory: o.succeededHistory,
+		FailedHistory:    o.failedHistory,
+		ImagePullGrace:   o.imagePullGrace,
+		Namespace:        o.namespace,
+		BuilderImage:     o.builderImage,
+		BuildTimeout:     o.buildTimeout,
+		DefaultArch:      runtime.GOARCH,
+		BuilderVersion:   builderVersion(),
+		HostNetwork:      o.hostNetwork,
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -32,9 +33,11 @@ error is the last line of stderr, which kubelet keeps as the termination message
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			err := runWorker(ctx, s, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			tail := &tailWriter{w: cmd.ErrOrStderr(), max: 2048}
+			err := runWorker(ctx, s, cmd.OutOrStdout(), tail)
 			if err != nil {
-				// kubelet keeps the log tail as the termination message: the error must be one line.
+				reportFailure(s.terminationLog, err, tail.String(), cmd.ErrOrStderr())
+				// Were the termination log unwritable, kubelet keeps the log tail: one line.
 				return oneLine{err}
 			}
 			return nil
@@ -124,6 +127,46 @@ func runWorker(ctx context.Context, s workerSettings, stdout, stderr io.Writer) 
 }
 
 // readWorkerInput reads and checks everything mounted before any work starts.
+// reportFailure writes why the build failed to the termination log, so the controller can tell a
+// refused push from a registry that was briefly down, with the end of the build log for people.
+func reportFailure(path string, err error, logTail string, stderr io.Writer) {
+	reason, retryable := builder.ClassifyError(err)
+	if errors.Is(err, errInvalidInput) {
+		reason, retryable = builder.FailureInvalidRequest, false
+	}
+	msg := builder.Describe(reason, err)
+	if t := strings.TrimSpace(logTail); t != "" {
+		msg += "\n--- end of the build log ---\n" + t
+	}
+	out, mErr := builder.WorkerFailure{Reason: reason, Retryable: retryable, Message: msg}.Marshal()
+	if mErr == nil {
+		mErr = os.WriteFile(path, out, 0o644)
+	}
+	if mErr != nil {
+		fmt.Fprintf(stderr, "mosb worker: cannot write the failure to %s: %v\n", path, mErr)
+	}
+}
+
+// tailWriter passes writes through and keeps the last max bytes, starting at a line.
+type tailWriter struct {
+	w   io.Writer
+	max int
+	buf []byte
+}
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = t.buf[over:]
+		if i := bytes.IndexByte(t.buf, '\n'); i >= 0 {
+			t.buf = t.buf[i+1:]
+		}
+	}
+	return t.w.Write(p)
+}
+
+func (t *tailWriter) String() string { return string(t.buf) }
+
 func readWorkerInput(s workerSettings) (workerInput, error) {
 	var in workerInput
 	var err error

@@ -202,11 +202,28 @@ func (w *workerPod) result(t *testing.T) (builder.WorkerResult, bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, failed := builder.ParseWorkerFailure(string(raw)); failed {
+		return builder.WorkerResult{}, false
+	}
 	res, err := builder.ParseWorkerResult(string(raw))
 	if err != nil {
 		t.Fatalf("the termination log holds no worker result: %v\n%s", err, raw)
 	}
 	return res, true
+}
+
+// failure is the failure the worker wrote to its termination log.
+func (w *workerPod) failure(t *testing.T) builder.WorkerFailure {
+	t.Helper()
+	raw, err := os.ReadFile(w.terminationLog)
+	if err != nil {
+		t.Fatalf("no termination log after a failure: %v", err)
+	}
+	f, ok := builder.ParseWorkerFailure(string(raw))
+	if !ok {
+		t.Fatalf("the termination log holds no failure:\n%s", raw)
+	}
+	return f
 }
 
 func TestWorkerBuildsPushesAndReportsInTheTerminationLog(t *testing.T) {
@@ -302,6 +319,9 @@ func TestWorkerMalformedRequestExitsTwo(t *testing.T) {
 			if _, ok := w.result(t); ok {
 				t.Error("a failed worker wrote a result")
 			}
+			if f := w.failure(t); f.Reason != builder.FailureInvalidRequest || f.Retryable {
+				t.Errorf("failure %+v, want InvalidRequest, not retryable", f)
+			}
 		})
 	}
 }
@@ -327,6 +347,31 @@ func TestWorkerWrongPushCredentialsExitsOne(t *testing.T) {
 	}
 	if _, ok := w.result(t); ok {
 		t.Error("a failed worker wrote a result")
+	}
+	fail := w.failure(t)
+	if fail.Reason != builder.FailurePushFailed || fail.Retryable || !strings.Contains(fail.Message, "credentials") || !strings.Contains(fail.Message, f.reg.Host) {
+		t.Errorf("failure %+v: want PushFailed, not retryable, saying credentials and naming %s", fail, f.reg.Host)
+	}
+	if strings.Contains(fail.Message, "not-the-password") {
+		t.Error("the password reached the termination log")
+	}
+}
+
+func TestWorkerFailedRunReportsBuildFailedWithTheLogTail(t *testing.T) {
+	f := newBuildFixture(t, "amd64")
+	w := f.workerPod(t, workerPodOptions{target: f.reg.Host + "/os/fails:latest", content: "RUN echo about-to-fail && false"})
+	res := runCLI(t, w.args...)
+	if res.code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", res.code, res.stderr)
+	}
+	fail := w.failure(t)
+	if fail.Reason != builder.FailureBuildFailed || fail.Retryable {
+		t.Errorf("failure %+v, want BuildFailed, not retryable", fail)
+	}
+	for _, want := range []string{"about-to-fail", "RUN echo about-to-fail && false", "the Containerfile did not build"} {
+		if !strings.Contains(fail.Message, want) {
+			t.Errorf("the failure message lacks %q (the log tail):\n%s", want, fail.Message)
+		}
 	}
 }
 

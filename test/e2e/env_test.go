@@ -197,6 +197,15 @@ func (p *controllerProcess) kill() {
 
 func (p *controllerProcess) restart() { p.kill(); p.start() }
 
+// restartWith restarts the controller with extra flags (later flags win).
+func (p *controllerProcess) restartWith(args ...string) {
+	p.kill()
+	p.mu.Lock()
+	p.args = append(p.args, args...)
+	p.mu.Unlock()
+	p.start()
+}
+
 func (p *controllerProcess) logs() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()

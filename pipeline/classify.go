@@ -1,0 +1,135 @@
+package pipeline
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/mosb-dev/mosb/builder"
+)
+
+// Reasons of pod-level failures (the worker reports its own: BuildFailed, PushFailed, …).
+const (
+	ReasonOutOfMemory             = "OutOfMemory"
+	ReasonPodEvicted              = "PodEvicted"
+	ReasonInterrupted             = "Interrupted"
+	ReasonBuilderImageUnavailable = "BuilderImageUnavailable"
+	ReasonTimeout                 = "Timeout"
+	ReasonInvalidResult           = "InvalidResult"
+)
+
+// Outcome is what one architecture's build pod says.
+type Outcome struct {
+	// Done: the pod finished (or failed in a way that will not change).
+	Done   bool
+	Failed bool
+	// Reason is CamelCase, for conditions; Retryable says another attempt may succeed.
+	Reason    string
+	Retryable bool
+	Message   string
+	Result    builder.WorkerResult
+}
+
+// ClassifyPod decides what a build pod's status means. pod is nil when the pod is gone although
+// it was created: someone deleted it under a running build. imagePullGrace is how long a
+// builder image may fail to pull before the build gives up on it.
+func ClassifyPod(pod *corev1.Pod, podName string, now time.Time, imagePullGrace time.Duration) Outcome {
+	interrupted := func(msg string) Outcome {
+		return Outcome{Done: true, Failed: true, Reason: ReasonInterrupted, Retryable: true, Message: msg}
+	}
+	if pod == nil {
+		return interrupted(fmt.Sprintf("build pod %s was deleted while it was building", podName))
+	}
+	term := terminated(pod)
+	switch pod.Status.Phase {
+	case corev1.PodSucceeded:
+		msg := ""
+		if term != nil {
+			msg = term.Message
+		}
+		res, err := builder.ParseWorkerResult(msg)
+		if err != nil {
+			return Outcome{Done: true, Failed: true, Reason: ReasonInvalidResult,
+				Message: fmt.Sprintf("build pod %s succeeded but its termination message is not a build result: %v", pod.Name, err)}
+		}
+		return Outcome{Done: true, Result: res}
+	case corev1.PodFailed:
+		return classifyFailed(pod, term)
+	}
+	if !pod.DeletionTimestamp.IsZero() {
+		return interrupted(fmt.Sprintf("build pod %s is being deleted while it was building", pod.Name))
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		w := cs.State.Waiting
+		if w == nil || !imagePullProblem(w.Reason) {
+			continue
+		}
+		since := pod.CreationTimestamp.Time
+		if now.Sub(since) >= imagePullGrace {
+			return Outcome{Done: true, Failed: true, Reason: ReasonBuilderImageUnavailable,
+				Message: fmt.Sprintf("build pod %s cannot pull the builder image %s for %s (%s: %s); check the controller's --builder-image and the node's access to it",
+					pod.Name, builderImage(pod), now.Sub(since).Round(time.Second), w.Reason, w.Message)}
+		}
+	}
+	return Outcome{}
+}
+
+func classifyFailed(pod *corev1.Pod, term *corev1.ContainerStateTerminated) Outcome {
+	failed := func(reason string, retryable bool, msg string) Outcome {
+		return Outcome{Done: true, Failed: true, Reason: reason, Retryable: retryable, Message: msg}
+	}
+	switch pod.Status.Reason {
+	case "Evicted":
+		return failed(ReasonPodEvicted, true, fmt.Sprintf("build pod %s was evicted from node %s: %s", pod.Name, pod.Spec.NodeName, pod.Status.Message))
+	case "DeadlineExceeded":
+		deadline := int64(0)
+		if pod.Spec.ActiveDeadlineSeconds != nil {
+			deadline = *pod.Spec.ActiveDeadlineSeconds
+		}
+		return failed(ReasonTimeout, false, fmt.Sprintf("build pod %s ran longer than its deadline of %ds and was stopped; raise the controller's --build-timeout if builds need longer", pod.Name, deadline))
+	}
+	if term == nil {
+		return failed(builder.FailureBuildFailed, false, fmt.Sprintf("build pod %s failed: %s %s", pod.Name, pod.Status.Reason, pod.Status.Message))
+	}
+	if term.Reason == "OOMKilled" {
+		return failed(ReasonOutOfMemory, false, fmt.Sprintf("build pod %s ran out of memory (exit code %d); give build pods more memory", pod.Name, term.ExitCode))
+	}
+	if f, ok := builder.ParseWorkerFailure(term.Message); ok {
+		return failed(f.Reason, f.Retryable, fmt.Sprintf("build pod %s failed with exit code %d: %s", pod.Name, term.ExitCode, f.Message))
+	}
+	return failed(builder.FailureBuildFailed, false, fmt.Sprintf("build pod %s failed with exit code %d (%s): %s", pod.Name, term.ExitCode, term.Reason, tail(term.Message, 1024)))
+}
+
+func terminated(pod *corev1.Pod) *corev1.ContainerStateTerminated {
+	for i := range pod.Status.ContainerStatuses {
+		if t := pod.Status.ContainerStatuses[i].State.Terminated; t != nil {
+			return t
+		}
+	}
+	return nil
+}
+
+func imagePullProblem(reason string) bool {
+	switch reason {
+	case "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull":
+		return true
+	}
+	return false
+}
+
+func builderImage(pod *corev1.Pod) string {
+	if len(pod.Spec.Containers) > 0 {
+		return pod.Spec.Containers[0].Image
+	}
+	return ""
+}
+
+func tail(s string, max int) string {
+	s = strings.TrimSpace(s)
+	if len(s) > max {
+		return "…" + s[len(s)-max:]
+	}
+	return s
+}

@@ -1,0 +1,92 @@
+package pipeline
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/mosb-dev/mosb/builder"
+)
+
+// Pod statuses as kubelet records them for each way a build pod ends.
+func TestClassifyPodOverRecordedStatuses(t *testing.T) {
+	now := time.Unix(10_000, 0)
+	created := metav1.NewTime(now.Add(-10 * time.Minute))
+	deadline := int64(3600)
+	okResult := `{"arch":"amd64","pullspec":"r.example.com/os/w@sha256:` + strings.Repeat("a", 64) + `","digest":"sha256:` + strings.Repeat("a", 64) + `","platform":{"architecture":"amd64","os":"linux"}}`
+	pushFailure, _ := builder.WorkerFailure{Reason: builder.FailurePushFailed, Retryable: false, Message: "registry r refused the credentials (HTTP 401)"}.Marshal()
+	unreachable, _ := builder.WorkerFailure{Reason: builder.FailurePushFailed, Retryable: true, Message: "registry r unreachable"}.Marshal()
+	term := func(code int32, reason, msg string) corev1.PodStatus {
+		phase := corev1.PodFailed
+		if code == 0 {
+			phase = corev1.PodSucceeded
+		}
+		return corev1.PodStatus{Phase: phase, ContainerStatuses: []corev1.ContainerStatus{{Name: "build",
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Reason: reason, Message: msg}}}}}
+	}
+	waiting := func(reason string) corev1.PodStatus {
+		return corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{{Name: "build",
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: "Back-off pulling image"}}}}}
+	}
+	cases := []struct {
+		name      string
+		pod       *corev1.Pod
+		done      bool
+		failed    bool
+		reason    string
+		retryable bool
+		says      string
+	}{
+		{"running", &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodRunning}}, false, false, "", false, ""},
+		{"succeeded", &corev1.Pod{Status: term(0, "Completed", okResult)}, true, false, "", false, ""},
+		{"succeeded without a result", &corev1.Pod{Status: term(0, "Completed", "done")}, true, true, ReasonInvalidResult, false, "not a build result"},
+		{"non-zero exit, log tail", &corev1.Pod{Status: term(1, "Error", "STEP 3/4: RUN false\nerror building at STEP")}, true, true, builder.FailureBuildFailed, false, "exit code 1"},
+		{"worker: push refused", &corev1.Pod{Status: term(1, "Error", string(pushFailure))}, true, true, builder.FailurePushFailed, false, "credentials"},
+		{"worker: registry unreachable", &corev1.Pod{Status: term(1, "Error", string(unreachable))}, true, true, builder.FailurePushFailed, true, "unreachable"},
+		{"OOMKilled", &corev1.Pod{Status: term(137, "OOMKilled", "")}, true, true, ReasonOutOfMemory, false, "out of memory"},
+		{"evicted", &corev1.Pod{Spec: corev1.PodSpec{NodeName: "n1"}, Status: corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted",
+			Message: "The node was low on resource: ephemeral-storage."}}, true, true, ReasonPodEvicted, true, "ephemeral-storage"},
+		{"deadline exceeded", &corev1.Pod{Spec: corev1.PodSpec{ActiveDeadlineSeconds: &deadline}, Status: corev1.PodStatus{Phase: corev1.PodFailed, Reason: "DeadlineExceeded",
+			Message: "Pod was active on the node longer than the specified deadline"}}, true, true, ReasonTimeout, false, "--build-timeout"},
+		{"image pull back-off past the grace", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: created},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Image: "quay.example.com/mosb:missing"}}}, Status: waiting("ImagePullBackOff")},
+			true, true, ReasonBuilderImageUnavailable, false, "quay.example.com/mosb:missing"},
+		{"image pull back-off within the grace", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(now.Add(-time.Minute))},
+			Status: waiting("ErrImagePull")}, false, false, "", false, ""},
+		{"being deleted", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", DeletionTimestamp: &created}, Status: corev1.PodStatus{Phase: corev1.PodRunning}},
+			true, true, ReasonInterrupted, true, "being deleted"},
+		{"deleted", nil, true, true, ReasonInterrupted, true, "was deleted"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ClassifyPod(tc.pod, "p", now, 5*time.Minute)
+			if got.Done != tc.done || got.Failed != tc.failed || got.Reason != tc.reason || got.Retryable != tc.retryable {
+				t.Errorf("got done=%v failed=%v reason=%q retryable=%v, want %v %v %q %v (%s)",
+					got.Done, got.Failed, got.Reason, got.Retryable, tc.done, tc.failed, tc.reason, tc.retryable, got.Message)
+			}
+			if !strings.Contains(got.Message, tc.says) {
+				t.Errorf("message %q does not say %q", got.Message, tc.says)
+			}
+			if tc.done && !tc.failed && got.Result.Digest == "" {
+				t.Error("a succeeded pod without its result")
+			}
+		})
+	}
+}
+
+func TestRetryBackoffGrowsAndIsBounded(t *testing.T) {
+	prev := time.Duration(0)
+	for n := 2; n < 20; n++ {
+		d := retryBackoff(n)
+		if d < prev || d > 5*time.Minute {
+			t.Fatalf("backoff before attempt %d = %s (previous %s)", n, d, prev)
+		}
+		prev = d
+	}
+	if retryBackoff(2) != 10*time.Second || retryBackoff(20) != 5*time.Minute {
+		t.Errorf("backoff starts at %s and ends at %s", retryBackoff(2), retryBackoff(20))
+	}
+}
