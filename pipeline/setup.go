@@ -2,10 +2,12 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 
 	configv1 "github.com/openshift/api/config/v1"
 	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -70,6 +72,11 @@ func (r *BuildReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 	log := mgr.GetLogger().WithName("build")
 	for _, o := range optional {
 		if _, err := mapper.RESTMapping(o.gvk.GroupKind(), o.gvk.Version); err != nil {
+			if !meta.IsNoMatchError(err) {
+				// Discovery failed for another reason: guessing "not installed" would silently
+				// stop watching an API that exists. Fail; the Deployment restarts us.
+				return fmt.Errorf("discovering the %s API: %w", o.gvk.Kind, err)
+			}
 			log.Info("API not installed; not watching it", "kind", o.gvk.Kind, "group", o.gvk.Group)
 			continue
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -134,13 +133,7 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	// Ready once the caches have synced: before that, a reconcile would act on a partial view.
-	if err := mgr.AddReadyzCheck("readyz", func(req *http.Request) error {
-		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
-			return fmt.Errorf("caches not synced")
-		}
-		return nil
-	}); err != nil {
+	if err := mgr.AddReadyzCheck("caches", pipeline.CachesSynced(mgr.GetCache())); err != nil {
 		return err
 	}
 	return mgr.Start(ctx)
