@@ -161,7 +161,23 @@ func TestHistoryLimitsAndMetrics(t *testing.T) {
 	}
 	metricsAddr := l.Addr().String()
 	l.Close()
-	e.ctrl.restartWith("--metrics-bind-address", metricsAddr, "--succeeded-history", "2")
+	l, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	probeAddr := l.Addr().String()
+	l.Close()
+	e.ctrl.restartWith("--metrics-bind-address", metricsAddr, "--health-probe-bind-address", probeAddr, "--succeeded-history", "2")
+	for _, path := range []string{"/healthz", "/readyz"} {
+		eventually(t, 30*time.Second, path+" answering 200", func(ctx context.Context) (bool, error) {
+			resp, err := http.Get("http://" + probeAddr + path)
+			if err != nil {
+				return false, err
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK, fmt.Errorf("%s: %s", path, resp.Status)
+		})
+	}
 
 	m := e.newMOSC("hist", "RUN echo 0 > /etc/n")
 	if err := e.c.Create(ctx, m); err != nil {
