@@ -94,7 +94,7 @@ func (e *Engine) Build(ctx context.Context, req Request, pub Publisher) (*Result
 		if err != nil {
 			return nil, fmt.Errorf("reading the %s image config: %w", b.Arch, err)
 		}
-		ref, err := pub.PushImage(ctx, req.Target, b.Image, tagEach)
+		ref, err := pub.PushImage(ctx, req.Target, b.pushImage(req.Target), tagEach)
 		if err != nil {
 			return nil, err
 		}

@@ -91,16 +91,46 @@ func (e *Engine) Close() error {
 
 // Built is one architecture's image, built and laid out on disk, not yet pushed.
 type Built struct {
-	Arch     string
+	Arch string
+	// Image is the image to push. The layers it shares with its base image are the base's own
+	// blobs, which the layout on disk does not hold: reading one streams it from the base's
+	// registry (with the build's pull credentials, while the context given to BuildImage lasts).
 	Image    v1.Image
 	Digest   v1.Hash
 	Duration time.Duration
 	// dir holds the build's scratch space and OCI layout; Release removes it.
 	dir string
+	// reusing is Image when it publishes the base image's blobs as they are (the layout does not
+	// hold them); base reads them from the base's registry if the push needs them.
+	reusing *reusingImage
+	base    *baseSource
 }
 
 // Release removes what the build left on disk besides storage (which is kept as the layer cache).
-func (b *Built) Release() error { return os.RemoveAll(b.dir) }
+func (b *Built) Release() error {
+	if b.base != nil {
+		_ = b.base.Close()
+	}
+	return os.RemoveAll(b.dir)
+}
+
+// ReusedBaseLayers is how many of the image's layers are the base image's blobs, published as the
+// base has them rather than compressed again.
+func (b *Built) ReusedBaseLayers() int {
+	if b.reusing == nil {
+		return 0
+	}
+	return len(b.reusing.layers)
+}
+
+// pushImage is the image to publish to target: Image, with its base layers mountable from the
+// base's repository when that is on the target's registry.
+func (b *Built) pushImage(target string) v1.Image {
+	if b.reusing == nil {
+		return b.Image
+	}
+	return b.reusing.mountableFor(target)
+}
 
 // Cache is a registry repository that holds intermediate layers across builds and machines
 // (buildah's --cache-to/--cache-from).
@@ -190,18 +220,28 @@ func (e *Engine) BuildImage(ctx context.Context, b ArchBuild, rc RegistryConfig,
 		_, _ = e.store.DeleteImage(imageID, true)
 	}()
 
+	base, err := e.findBase(ctx, sys, imageID)
+	if err != nil {
+		return fail(fmt.Errorf("reading the base image of the %s image: %w", b.Arch, err))
+	}
 	layoutDir := filepath.Join(dir, "layout")
 	dest, err := ocilayout.NewReference(layoutDir, b.Arch)
 	if err != nil {
 		return fail(err)
 	}
-	if _, _, err := buildah.Push(ctx, imageID, dest, buildah.PushOptions{
+	pushOpts := buildah.PushOptions{
 		Store:         e.store,
 		SystemContext: sys,
 		ManifestType:  specsv1.MediaTypeImageManifest,
 		Compression:   archive.Gzip,
 		ReportWriter:  io.Discard,
-	}); err != nil {
+	}
+	if base != nil {
+		pushOpts.DestinationLookupReferenceFunc = func(ref types.ImageReference) (types.ImageReference, error) {
+			return reuseReference{ImageReference: ref, base: base}, nil
+		}
+	}
+	if _, _, err := buildah.Push(ctx, imageID, dest, pushOpts); err != nil {
 		return fail(fmt.Errorf("exporting %s image to an OCI layout: %w", b.Arch, err))
 	}
 	img, err := layoutImage(layoutDir)
@@ -209,6 +249,16 @@ func (e *Engine) BuildImage(ctx context.Context, b ArchBuild, rc RegistryConfig,
 		return fail(err)
 	}
 	built.Image = img
+	if base != nil {
+		built.base = &baseSource{ctx: ctx, sys: sys, base: base}
+		if built.reusing, err = withBaseLayers(img, built.base); err != nil {
+			return fail(err)
+		}
+		built.Image = built.reusing
+		if n := len(built.reusing.layers); n > 0 {
+			fmt.Fprintf(e.out, "mosb: %d layer(s) of the base image %s are published as they are, not compressed again\n", n, base.ref)
+		}
+	}
 	if built.Digest, err = img.Digest(); err != nil {
 		return fail(err)
 	}

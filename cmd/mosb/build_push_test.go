@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"sigs.k8s.io/yaml"
 
@@ -203,5 +204,113 @@ func TestCacheRepoReusesEarlierLayersOnAnotherMachine(t *testing.T) {
 	}
 	if !strings.Contains(res.stderr, "RUN echo changed") {
 		t.Errorf("the changed step was not built:\n%s", res.stderr)
+	}
+}
+
+// Every architecture's image starts with its base image's blob, as the base has it, and the push
+// sends the new layers only: the base's blobs are mounted from the base's repository.
+func TestBuildTwoArchitecturesReuseTheBaseBlobs(t *testing.T) {
+	if _, err := os.Stat("/proc/sys/fs/binfmt_misc/qemu-aarch64"); err != nil {
+		t.Skip("SKIPPED LOUDLY: arm64 emulation is not registered (hack/binfmt.sh, run by make test, registers it); the two-arch build cannot run here")
+	}
+	if _, err := os.Stat(harness.BusyboxPath("arm64")); err != nil {
+		t.Skip("SKIPPED LOUDLY: no arm64 busybox (hack/arm64-busybox.sh, run by make test, fetches it)")
+	}
+	f := newBuildFixture(t)
+	// Pulls and pushes go through the proxy, which counts what mosb sends to the registry.
+	proxy := harness.StartProxy(t, f.reg.Host)
+	f.trust(t, proxy.Host)
+	f.baseIndex = proxy.Host + strings.TrimPrefix(harness.PushBaseIndex(t, f.reg, "os/base", "amd64", "arm64"), f.reg.Host)
+	opts := []remote.Option{remote.WithAuth(f.reg.Auth()), remote.WithTransport(f.reg.Transport()), remote.WithContext(t.Context())}
+	firstLayer := func(idx v1.ImageIndex) map[string]v1.Descriptor {
+		t.Helper()
+		m, err := idx.IndexManifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]v1.Descriptor{}
+		for _, d := range m.Manifests {
+			img, err := idx.Image(d.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			im, err := img.Manifest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[d.Platform.Architecture] = im.Layers[0]
+		}
+		return out
+	}
+	baseRef, err := name.ParseReference(f.baseIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseIdx, err := remote.Index(baseRef, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := firstLayer(baseIdx)
+	var baseSize int64
+	for _, d := range base {
+		baseSize += d.Size
+	}
+
+	target := proxy.Host + "/os/reuse:latest"
+	before := proxy.Sent()
+	res := runCLI(t, "build", "-f", f.mosc(t, "reuse", target, map[string]string{"": "RUN uname -m > /etc/built-on"}),
+		"--arch", "amd64,arm64", "--cluster-config", f.clusterDir, "--authfile", f.authFile, "--root", t.TempDir())
+	if res.code != 0 {
+		t.Fatalf("exit %d:\n%s", res.code, res.stderr)
+	}
+	sent := proxy.Sent() - before
+	ref, err := name.ParseReference(f.reg.Host + "/os/reuse:latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Index(ref, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := firstLayer(idx)
+	for arch, want := range base {
+		if got[arch].Digest != want.Digest {
+			t.Errorf("%s image's first layer is %s, want the base image's blob %s", arch, got[arch].Digest, want.Digest)
+		}
+	}
+	t.Logf("base layers %d bytes; mosb sent %d bytes to the registry", baseSize, sent)
+	if sent >= baseSize/4 {
+		t.Errorf("mosb sent %d bytes to the registry, base layers are %d bytes: the base was uploaded again", sent, baseSize)
+	}
+}
+
+// A build whose steps all come from the cache repository publishes the same image as one that
+// ran them: both reuse the base image's blobs, and compress the same new layers.
+func TestBuildFromTheCacheRepoMakesTheSameImage(t *testing.T) {
+	f := newBuildFixture(t, "amd64")
+	content := "RUN echo one > /one\nRUN echo two > /two"
+	target := f.reg.Host + "/os/cached-same:latest"
+	build := func(args ...string) cliResult {
+		t.Helper()
+		res := runCLI(t, append([]string{"build", "-f", f.mosc(t, "cached-same", target, map[string]string{"": content}),
+			"--cluster-config", f.clusterDir, "--authfile", f.authFile, "--root", t.TempDir()}, args...)...)
+		if res.code != 0 {
+			t.Fatalf("exit %d:\n%s", res.code, res.stderr)
+		}
+		if !strings.Contains(res.stderr, "published as they are") {
+			t.Errorf("the base layer was not reused:\n%s", res.stderr)
+		}
+		return res
+	}
+	plain := build()
+	cache := f.reg.Host + "/os/cache-same"
+	filled := build("--cache-repo", cache)
+	fromCache := build("--cache-repo", cache)
+	if hits := strings.Count(fromCache.stderr, "Using cache"); hits < 2 {
+		t.Errorf("the third build took %d steps from the cache, want both:\n%s", hits, fromCache.stderr)
+	}
+	if plain.lastLine() != filled.lastLine() || plain.lastLine() != fromCache.lastLine() {
+		t.Errorf("the same inputs built different images:\nwithout a cache:     %s\nfilling the cache:   %s\nfrom the cache:      %s",
+			plain.lastLine(), filled.lastLine(), fromCache.lastLine())
 	}
 }

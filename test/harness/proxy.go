@@ -46,6 +46,10 @@ func (p *Proxy) CutAfter(n int64) {
 	p.cutAt = n
 }
 
+// Sent is how many bytes clients have sent to the registry through the proxy so far: requests,
+// and the blobs of a push.
+func (p *Proxy) Sent() int64 { return p.sent.Load() }
+
 // Cut is closed when the proxy has cut.
 func (p *Proxy) Cut() <-chan struct{} { return p.cut }
 
