@@ -54,8 +54,8 @@ fuzz: ## every fuzz target for FUZZTIME each
 	  echo "== $$t ($$pkg)"; $(GO) test $(GOFLAGS_MOSB) -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
-bench: deps build ## mosb build vs the buildah CLI, cold vs warm: a table of medians (MOSB_BENCH_RUNS, default 3), minutes
-	MOSB_BENCH=1 MOSB_BIN=$(CURDIR)/$(BIN) $(GO) test $(GOFLAGS_MOSB) -count=1 -v -timeout $(TEST_TIMEOUT) -run '^TestBuildSpeed$$' ./test/bench
+bench: deps build ## mosb build vs the buildah CLI, cold vs warm; the controller vs mosb build, 200 MachineOSConfigs' reconciles: tables of medians (MOSB_BENCH_RUNS, default 3), minutes
+	MOSB_BENCH=1 MOSB_BIN=$(CURDIR)/$(BIN) $(GO) test $(GOFLAGS_MOSB) -count=1 -v -timeout $(TEST_TIMEOUT) -run '^(TestBuildSpeed|TestPipelineSpeed)$$' ./test/bench
 
 demo: deps build ## local control plane + registry + controller + example MachineOSConfig, ending with the digest
 	@assets=$$(hack/kube-assets.sh | tail -n1); \
