@@ -57,6 +57,8 @@ type BuildReconciler struct {
 	// APIReader reads around the cache, to tell a deleted pod from one the cache has not seen yet.
 	APIReader client.Reader
 	Metrics   *Metrics
+	// Workers is how many MachineOSConfigs are reconciled at once (default 1).
+	Workers int
 
 	logged sync.Map
 }
@@ -86,9 +88,13 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		}
 	}
 	if failure != nil {
-		log.Info("input refused", "reason", failure.Reason, "message", failure.Message)
-		r.Recorder.Event(m, corev1.EventTypeWarning, failure.Reason, failure.Message)
-		return ctrl.Result{}, r.writeConfigStatus(ctx, m, Summarise(failure, nil, false), "")
+		changed, err := r.writeConfigStatus(ctx, m, Summarise(failure, nil, false), "")
+		if changed {
+			// Once per change: every reconcile of unchanged bad input would repeat it.
+			log.Info("input refused", "reason", failure.Reason, "message", failure.Message)
+			r.Recorder.Event(m, corev1.EventTypeWarning, failure.Reason, failure.Message)
+		}
+		return ctrl.Result{}, err
 	}
 
 	// The API says mosb fills releaseVersion when the user left it empty.
@@ -140,7 +146,8 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 			return ctrl.Result{}, err
 		}
 		if again > 0 {
-			return ctrl.Result{RequeueAfter: again}, r.writeConfigStatus(ctx, m, Summarise(nil, current, false), "")
+			_, err := r.writeConfigStatus(ctx, m, Summarise(nil, current, false), "")
+			return ctrl.Result{RequeueAfter: again}, err
 		}
 	case PhaseSucceeded:
 		pullspec = current.Status.DigestedImagePushspec
@@ -157,7 +164,8 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 			}
 		}
 	}
-	return ctrl.Result{}, r.writeConfigStatus(ctx, m, Summarise(nil, current, pullspec != ""), pullspec)
+	_, err = r.writeConfigStatus(ctx, m, Summarise(nil, current, pullspec != ""), pullspec)
+	return ctrl.Result{}, err
 }
 
 // currentBuild is the newest MachineOSBuild of an identity.
@@ -550,9 +558,11 @@ func (r *BuildReconciler) cleanup(ctx context.Context, b *mosbv1.MachineOSBuild)
 	return nil
 }
 
-// writeConfigStatus writes the MachineOSConfig's conditions (and the image, once built).
-func (r *BuildReconciler) writeConfigStatus(ctx context.Context, m *mosbv1.MachineOSConfig, c ConfigConditions, pullspec string) error {
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+// writeConfigStatus writes the MachineOSConfig's conditions (and the image, once built), and
+// says whether anything changed.
+func (r *BuildReconciler) writeConfigStatus(ctx context.Context, m *mosbv1.MachineOSConfig, c ConfigConditions, pullspec string) (bool, error) {
+	changed := false
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		fresh := &mosbv1.MachineOSConfig{}
 		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(m), fresh); err != nil {
 			return client.IgnoreNotFound(err)
@@ -567,10 +577,13 @@ func (r *BuildReconciler) writeConfigStatus(ctx context.Context, m *mosbv1.Machi
 		}
 		fresh.Status.ObservedGeneration = fresh.Generation
 		if equalStatus(before, &fresh.Status) {
+			changed = false
 			return nil
 		}
+		changed = true
 		return r.Client.Status().Update(ctx, fresh)
 	})
+	return changed, err
 }
 
 func equalStatus(a, b *mosbv1.MachineOSConfigStatus) bool {

@@ -36,6 +36,9 @@ type controllerOptions struct {
 	succeededHistory int
 	failedHistory    int
 	imagePullGrace   time.Duration
+	qps              float32
+	burst            int
+	workers          int
 }
 
 func newControllerCommand() *cobra.Command {
@@ -61,6 +64,9 @@ func newControllerCommand() *cobra.Command {
 	fl.IntVar(&o.maxRetries, "max-retries", 3, "how many times a build that failed transiently (pod deleted or evicted, registry unreachable) is tried again")
 	fl.IntVar(&o.succeededHistory, "succeeded-history", 3, "how many succeeded MachineOSBuilds to keep per MachineOSConfig (besides the current one)")
 	fl.IntVar(&o.failedHistory, "failed-history", 3, "how many failed or interrupted MachineOSBuilds to keep per MachineOSConfig")
+	fl.Float32Var(&o.qps, "kube-api-qps", 50, "requests per second to the API server (client-go's default of 5 makes every status write wait)")
+	fl.IntVar(&o.burst, "kube-api-burst", 100, "burst of requests to the API server")
+	fl.IntVar(&o.workers, "workers", 4, "MachineOSConfigs reconciled at once")
 	fl.DurationVar(&o.imagePullGrace, "builder-image-pull-grace", 5*time.Minute, "how long a build pod may fail to pull the builder image before the build fails with BuilderImageUnavailable")
 	return cmd
 }
@@ -76,6 +82,7 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 	if err != nil {
 		return fmt.Errorf("loading the cluster configuration: %w", err)
 	}
+	cfg.QPS, cfg.Burst = o.qps, o.burst
 	scheme, err := newScheme()
 	if err != nil {
 		return err
@@ -103,8 +110,8 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.maxRetries < 0 || o.succeededHistory < 0 || o.failedHistory < 0 {
-		return invalid("--max-retries, --succeeded-history and --failed-history must not be negative")
+	if o.maxRetries < 0 || o.succeededHistory < 0 || o.failedHistory < 0 || o.workers < 1 {
+		return invalid("--max-retries, --succeeded-history and --failed-history must not be negative, --workers at least 1")
 	}
 	metrics, err := pipeline.NewMetrics(ctrlmetrics.Registry, mgr.GetClient())
 	if err != nil {
@@ -118,6 +125,7 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 		SucceededHistory: o.succeededHistory,
 		FailedHistory:    o.failedHistory,
 		ImagePullGrace:   o.imagePullGrace,
+		Workers:          o.workers,
 		Namespace:        o.namespace,
 		BuilderImage:     o.builderImage,
 		BuildTimeout:     o.buildTimeout,
