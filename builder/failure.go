@@ -23,6 +23,11 @@ const (
 	FailureRegistryBlocked      = "RegistryBlocked"
 	FailureInterrupted          = "Interrupted"
 	FailureInvalidRequest       = "InvalidRequest"
+	// FailureCertificateUntrusted: a registry's TLS certificate is not trusted (pull or push alike:
+	// the fix is the same, a CA in the Image config's additionalTrustedCA).
+	FailureCertificateUntrusted = "RegistryCertificateUntrusted"
+	// FailureInsecureRegistryRequired: a registry answers plain HTTP but is not listed as insecure.
+	FailureInsecureRegistryRequired = "InsecureRegistryRequired"
 )
 
 // WorkerFailure is what `mosb worker` writes to its termination message when it fails: without
@@ -82,13 +87,18 @@ func ClassifyError(err error) (reason string, retryable bool) {
 	switch {
 	case errors.Is(err, context.Canceled):
 		return FailureInterrupted, true
+	case untrusted:
+		return FailureCertificateUntrusted, false
+	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		// net/http reports this as text only; a retry cannot change the registry's protocol.
+		return FailureInsecureRegistryRequired, false
 	case errors.Is(err, registry.ErrNotPermitted):
 		return FailureRegistryBlocked, false
 	case errors.As(err, &remote) && remote.Op == "push":
 		// A refused push (credentials, a missing repository) fails the same way next time; an
 		// unreachable or overloaded registry may be back.
-		return FailurePushFailed, !(errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrNotFound) || untrusted)
-	case untrusted, errors.As(err, &unauthorized):
+		return FailurePushFailed, !(errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrNotFound))
+	case errors.As(err, &unauthorized):
 		return FailureBaseImageUnavailable, false
 	case isPullError(err):
 		return FailureBaseImageUnavailable, errors.As(err, &netErr) || strings.Contains(err.Error(), "connection refused")
@@ -112,11 +122,13 @@ func isPullError(err error) bool {
 // Describe is one line for a failure: the reason's meaning first, then the error.
 func Describe(reason string, err error) string {
 	hint := map[string]string{
-		FailurePushFailed:           "pushing the image failed",
-		FailureBaseImageUnavailable: "the base image could not be pulled",
-		FailureRegistryBlocked:      "the cluster's image policy refuses a registry",
-		FailureBuildFailed:          "the Containerfile did not build",
-		FailureInterrupted:          "the build was stopped",
+		FailurePushFailed:               "pushing the image failed",
+		FailureBaseImageUnavailable:     "the base image could not be pulled",
+		FailureRegistryBlocked:          "the cluster's image policy refuses a registry",
+		FailureBuildFailed:              "the Containerfile did not build",
+		FailureInterrupted:              "the build was stopped",
+		FailureCertificateUntrusted:     "a registry's TLS certificate is not trusted; add its CA to image.config.openshift.io/cluster spec.additionalTrustedCA (a ConfigMap in openshift-config, key host..port)",
+		FailureInsecureRegistryRequired: "a registry answers plain HTTP; list it in image.config.openshift.io/cluster spec.registrySources.insecureRegistries if that is intended",
 	}[reason]
 	if hint == "" {
 		return err.Error()

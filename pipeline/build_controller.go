@@ -516,9 +516,15 @@ func (r *BuildReconciler) pushClient(plan *Plan) *registry.Client {
 	return registry.NewClient(registry.WithKeychain(plan.PushAuths.Keychain()), registry.WithConfig(plan.Config))
 }
 
-// imageExists asks the registry with the push credentials: they can read what they pushed.
+// imageExists asks the registry it was pushed to, with the push credentials (they can read what
+// they pushed). The pull mirrors do not apply: a NeverContactSource mirror set for the push
+// repository would otherwise send the question to a mirror that never received the image.
 func (r *BuildReconciler) imageExists(ctx context.Context, plan *Plan, pullspec string) (bool, error) {
-	return r.pushClient(plan).DigestExists(ctx, pullspec)
+	cfg, err := plan.Registry.PushConfig()
+	if err != nil {
+		return false, err
+	}
+	return registry.NewClient(registry.WithKeychain(plan.PushAuths.Keychain()), registry.WithConfig(cfg)).DigestExists(ctx, pullspec)
 }
 
 // supersede ends a build of older inputs: its pods go, and it says why.

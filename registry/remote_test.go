@@ -68,7 +68,7 @@ func newTestRegistry(t *testing.T, user, pass string, tlsServer bool) *testRegis
 	return tr
 }
 
-// host is host:port of the server (loopback: go-containerregistry speaks plain HTTP to it).
+// host is host:port of the server.
 func (r *testRegistry) host() string {
 	return strings.TrimPrefix(strings.TrimPrefix(r.srv.URL, "http://"), "https://")
 }
@@ -83,6 +83,9 @@ func (r *testRegistry) pushRandom(t *testing.T, ref string, opts ...remote.Optio
 	nref, err := name.ParseReference(ref)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if r.srv.TLS != nil {
+		opts = append([]remote.Option{remote.WithTransport(r.srv.Client().Transport)}, opts...)
 	}
 	opts = append(opts, remote.WithAuth(&authn.Basic{Username: regUser, Password: regPass}))
 	if err := remote.Write(nref, img, opts...); err != nil {
@@ -104,12 +107,20 @@ func testAuths(t *testing.T, host, user, pass string) Auths {
 	return a
 }
 
+// trustTestServers trusts the certificate every httptest TLS server presents. The registries of
+// these tests serve TLS: mosb refuses plain HTTP to registries not listed as insecure.
+func trustTestServers(t *testing.T) Option {
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer srv.Close()
+	return WithSystemRoots(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+}
+
 func fastRetry() Option { return WithRetry(3, time.Millisecond, time.Second) }
 
 func TestResolveDigestByTagAndDigest(t *testing.T) {
-	reg := newTestRegistry(t, regUser, regPass, false)
+	reg := newTestRegistry(t, regUser, regPass, true)
 	digest := reg.pushRandom(t, reg.host()+"/os/base:v1")
-	c := NewClient(WithKeychain(testAuths(t, reg.host(), regUser, regPass).Keychain()), fastRetry())
+	c := NewClient(trustTestServers(t), WithKeychain(testAuths(t, reg.host(), regUser, regPass).Keychain()), fastRetry())
 
 	res, err := c.ResolveDigest(t.Context(), reg.host()+"/os/base:v1")
 	if err != nil {
@@ -131,10 +142,10 @@ func TestResolveDigestByTagAndDigest(t *testing.T) {
 }
 
 func TestCredentialsRefused(t *testing.T) {
-	reg := newTestRegistry(t, regUser, regPass, false)
+	reg := newTestRegistry(t, regUser, regPass, true)
 	reg.pushRandom(t, reg.host()+"/os/base:v1")
 	const wrong = "wrong-password-value"
-	c := NewClient(WithKeychain(testAuths(t, reg.host(), regUser, wrong).Keychain()), fastRetry())
+	c := NewClient(trustTestServers(t), WithKeychain(testAuths(t, reg.host(), regUser, wrong).Keychain()), fastRetry())
 	before := reg.requests.Load()
 	_, err := c.ResolveDigest(t.Context(), reg.host()+"/os/base:v1")
 	if !errors.Is(err, ErrUnauthorized) {
@@ -157,16 +168,16 @@ func TestCredentialsRefused(t *testing.T) {
 		t.Errorf("%d requests for a refused credential: it was retried", n)
 	}
 	// Anonymous access is refused the same way.
-	_, err = NewClient(fastRetry()).ResolveDigest(t.Context(), reg.host()+"/os/base:v1")
+	_, err = NewClient(trustTestServers(t), fastRetry()).ResolveDigest(t.Context(), reg.host()+"/os/base:v1")
 	if !errors.Is(err, ErrUnauthorized) {
 		t.Fatalf("anonymous: %v", err)
 	}
 }
 
 func TestDigestExists(t *testing.T) {
-	reg := newTestRegistry(t, "", "", false)
+	reg := newTestRegistry(t, "", "", true)
 	digest := reg.pushRandom(t, reg.host()+"/os/base:v1")
-	c := NewClient(fastRetry())
+	c := NewClient(trustTestServers(t), fastRetry())
 	ok, err := c.DigestExists(t.Context(), reg.host()+"/os/base@"+digest)
 	if err != nil || !ok {
 		t.Fatalf("existing: %v, %v", ok, err)
@@ -193,8 +204,8 @@ func TestDigestExists(t *testing.T) {
 }
 
 func TestResolveThroughMirrors(t *testing.T) {
-	source := newTestRegistry(t, "", "", false)
-	mirror := newTestRegistry(t, "", "", false)
+	source := newTestRegistry(t, "", "", true)
+	mirror := newTestRegistry(t, "", "", true)
 	digest := mirror.pushRandom(t, mirror.host()+"/mirrored/base:v1")
 	sourceDigest := source.pushRandom(t, source.host()+"/os/base:v1")
 
@@ -221,7 +232,7 @@ func TestResolveThroughMirrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := source.requests.Load()
-			res, err := NewClient(WithConfig(cfg), fastRetry()).ResolveDigest(t.Context(), tt.spec)
+			res, err := NewClient(trustTestServers(t), WithConfig(cfg), fastRetry()).ResolveDigest(t.Context(), tt.spec)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("want %v, got %v", tt.wantErr, err)
@@ -237,12 +248,12 @@ func TestResolveThroughMirrors(t *testing.T) {
 }
 
 func TestPolicyIsEnforcedBeforeAnyCall(t *testing.T) {
-	reg := newTestRegistry(t, "", "", false)
+	reg := newTestRegistry(t, "", "", true)
 	cfg, err := NewConfig(ConfigSources{Image: imageConfig(configv1.RegistrySources{BlockedRegistries: []string{reg.host()}}, "")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := NewClient(WithConfig(cfg), fastRetry())
+	c := NewClient(trustTestServers(t), WithConfig(cfg), fastRetry())
 	_, err = c.ResolveDigest(t.Context(), reg.host()+"/os/base:v1")
 	if !errors.Is(err, ErrNotPermitted) {
 		t.Fatalf("pull: %v", err)
@@ -257,11 +268,11 @@ func TestPolicyIsEnforcedBeforeAnyCall(t *testing.T) {
 }
 
 func TestPushIndex(t *testing.T) {
-	reg := newTestRegistry(t, regUser, regPass, false)
+	reg := newTestRegistry(t, regUser, regPass, true)
 	repo := reg.host() + "/os/worker"
 	amd := reg.pushRandom(t, repo+":amd64")
 	arm := reg.pushRandom(t, repo+":arm64")
-	c := NewClient(WithKeychain(testAuths(t, reg.host(), regUser, regPass).Keychain()), fastRetry())
+	c := NewClient(trustTestServers(t), WithKeychain(testAuths(t, reg.host(), regUser, regPass).Keychain()), fastRetry())
 	entries := []IndexManifest{
 		{Digest: arm, Platform: v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}},
 		{Digest: amd, Platform: v1.Platform{OS: "linux", Architecture: "amd64"}},
@@ -275,7 +286,7 @@ func TestPushIndex(t *testing.T) {
 	}
 	// The tag now names an OCI index with both platforms, and the returned digest is its digest.
 	ref, _ := name.ParseReference(repo + ":latest")
-	desc, err := remote.Get(ref, remote.WithAuth(&authn.Basic{Username: regUser, Password: regPass}))
+	desc, err := remote.Get(ref, remote.WithAuth(&authn.Basic{Username: regUser, Password: regPass}), remote.WithTransport(reg.srv.Client().Transport))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,17 +334,17 @@ func TestPushIndex(t *testing.T) {
 }
 
 func TestRetriesTransientErrors(t *testing.T) {
-	reg := newTestRegistry(t, "", "", false)
+	reg := newTestRegistry(t, "", "", true)
 	digest := reg.pushRandom(t, reg.host()+"/os/base:v1")
 
 	reg.failures.Store(2)
-	res, err := NewClient(WithRetry(3, time.Millisecond, 5*time.Second)).ResolveDigest(t.Context(), reg.host()+"/os/base:v1")
+	res, err := NewClient(trustTestServers(t), WithRetry(3, time.Millisecond, 5*time.Second)).ResolveDigest(t.Context(), reg.host()+"/os/base:v1")
 	if err != nil || res.Digest != digest {
 		t.Fatalf("two 503s then success: %+v, %v", res, err)
 	}
 
 	reg.failures.Store(5)
-	_, err = NewClient(WithRetry(2, time.Millisecond, 5*time.Second)).ResolveDigest(t.Context(), reg.host()+"/os/base:v1")
+	_, err = NewClient(trustTestServers(t), WithRetry(2, time.Millisecond, 5*time.Second)).ResolveDigest(t.Context(), reg.host()+"/os/base:v1")
 	var re *RemoteError
 	if !errors.As(err, &re) || re.StatusCode != http.StatusServiceUnavailable || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), reg.host()) {
 		t.Fatalf("bounded retries: %v", err)
@@ -346,7 +357,7 @@ func TestRetriesTransientErrors(t *testing.T) {
 	// A cancelled context stops at once.
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := NewClient(fastRetry()).ResolveDigest(ctx, reg.host()+"/os/base:v1"); !errors.Is(err, context.Canceled) {
+	if _, err := NewClient(trustTestServers(t), fastRetry()).ResolveDigest(ctx, reg.host()+"/os/base:v1"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: %v", err)
 	}
 }
@@ -427,5 +438,34 @@ func TestInsecureRegistryOverPlainHTTP(t *testing.T) {
 	res, err := NewClient(WithConfig(cfg), WithBaseTransport(plain), fastRetry()).ResolveDigest(t.Context(), host+"/os/base:v1")
 	if err != nil || res.Digest != digest {
 		t.Fatalf("insecure over HTTP: %+v, %v", res, err)
+	}
+}
+
+// go-containerregistry falls back to plain HTTP for loopback and private addresses by itself;
+// credentials must not follow unless the registry is listed as insecure.
+func TestNoCredentialsOverPlainHTTPUnlessInsecure(t *testing.T) {
+	var sawAuth atomic.Int64
+	inner := newTestRegistry(t, "", "", false)
+	spy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			sawAuth.Add(1)
+		}
+		inner.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(spy.Close)
+	host := strings.TrimPrefix(spy.URL, "http://")
+	inner.pushRandom(t, inner.host()+"/os/base:v1")
+	keys := WithKeychain(testAuths(t, host, regUser, regPass).Keychain())
+
+	_, err := NewClient(keys, fastRetry()).ResolveDigest(t.Context(), host+"/os/base:v1")
+	if !errors.Is(err, ErrPlainHTTPRefused) || !strings.Contains(err.Error(), "insecureRegistries") {
+		t.Fatalf("plain HTTP to a registry not listed as insecure: want ErrPlainHTTPRefused, got %v", err)
+	}
+	if n := sawAuth.Load(); n != 0 {
+		t.Fatalf("credentials were sent over plain HTTP %d times", n)
+	}
+	cfg, _ := NewConfig(ConfigSources{Image: imageConfig(configv1.RegistrySources{InsecureRegistries: []string{host}}, "")})
+	if _, err := NewClient(keys, WithConfig(cfg), fastRetry()).ResolveDigest(t.Context(), host+"/os/base:v1"); err != nil {
+		t.Fatalf("listed as insecure, plain HTTP is allowed: %v", err)
 	}
 }

@@ -3,6 +3,8 @@ package registry
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -25,7 +27,15 @@ func newHostTransport() *hostTransport {
 	return &hostTransport{perHost: map[string]*http.Transport{}}
 }
 
+// ErrPlainHTTPRefused: a request would go to a registry over plain HTTP although the registry is
+// not listed as insecure. go-containerregistry falls back to HTTP by itself for loopback,
+// localhost and private addresses; that would send credentials in clear text, so it stops here.
+var ErrPlainHTTPRefused = errors.New("plain HTTP to a registry not listed in insecureRegistries")
+
 func (t *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "http" && !t.config.InsecureHost(req.URL.Host) {
+		return nil, fmt.Errorf("%w: %s; list it in image.config.openshift.io/cluster spec.registrySources.insecureRegistries if it really serves plain HTTP", ErrPlainHTTPRefused, req.URL.Host)
+	}
 	return t.forHost(req.URL.Host).RoundTrip(req)
 }
 

@@ -39,6 +39,7 @@ type controllerOptions struct {
 	qps              float32
 	burst            int
 	workers          int
+	pinImages        bool
 }
 
 func newControllerCommand() *cobra.Command {
@@ -67,6 +68,7 @@ func newControllerCommand() *cobra.Command {
 	fl.Float32Var(&o.qps, "kube-api-qps", 50, "requests per second to the API server (client-go's default of 5 makes every status write wait)")
 	fl.IntVar(&o.burst, "kube-api-burst", 100, "burst of requests to the API server")
 	fl.IntVar(&o.workers, "workers", 4, "MachineOSConfigs reconciled at once")
+	fl.BoolVar(&o.pinImages, "pin-images", false, "after each successful build, pin the new image and its base in the PinnedImageSet mosb-<pool>, referenced from the pool (the annotation mosb.dev/pin-images: \"true\"/\"false\" on a MachineOSConfig opts in or out)")
 	fl.DurationVar(&o.imagePullGrace, "builder-image-pull-grace", 5*time.Minute, "how long a build pod may fail to pull the builder image before the build fails with BuilderImageUnavailable")
 	return cmd
 }
@@ -136,6 +138,9 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
+		return err
+	}
+	if err := (&pipeline.PinnedImagesReconciler{Client: mgr.GetClient(), PinAll: o.pinImages}).SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
