@@ -235,16 +235,7 @@ func (c contentChecker) checkRunMounts(node *parser.Node) error {
 		if !ok || strings.Contains(options, "$") {
 			continue
 		}
-		mountType, fromStage := "bind", ""
-		for _, option := range strings.Split(options, ",") {
-			key, value, _ := strings.Cut(option, "=")
-			switch strings.ToLower(strings.TrimSpace(key)) {
-			case "type":
-				mountType = strings.ToLower(strings.TrimSpace(value))
-			case "from":
-				fromStage = strings.TrimSpace(value)
-			}
-		}
+		mountType, fromStage, _ := parseMount(options)
 		if fromStage != "" {
 			if err := c.checkStageReference(node.StartLine, "RUN --mount", fromStage); err != nil {
 				return err
@@ -257,6 +248,27 @@ func (c contentChecker) checkRunMounts(node *parser.Node) error {
 		}
 	}
 	return nil
+}
+
+// parseMount reads the options of a RUN --mount flag (what follows "--mount="): its type (bind
+// when not given) and its from= value. unknownKeys are option keys that hold a variable ($X):
+// such an option may stand for any options, from= included.
+func parseMount(options string) (mountType, from string, unknownKeys []string) {
+	mountType = "bind"
+	for _, option := range strings.Split(options, ",") {
+		key, value, _ := strings.Cut(option, "=")
+		switch key = strings.ToLower(strings.TrimSpace(key)); key {
+		case "type":
+			mountType = strings.ToLower(strings.TrimSpace(value))
+		case "from":
+			from = strings.TrimSpace(value)
+		default:
+			if strings.Contains(key, "$") {
+				unknownKeys = append(unknownKeys, key)
+			}
+		}
+	}
+	return mountType, from, unknownKeys
 }
 
 // safeParse runs the parser on untrusted text; a panic in it must not take the controller down.

@@ -68,4 +68,10 @@
 //
 // Errors about the rest of the Input (pullspecs not by digest, names, release version, build
 // architecture) match ErrInvalidInput.
+//
+// # Images pulled
+//
+// PulledImages reads, with the same parser, which images a Containerfile pulls: FROM, COPY --from=
+// and RUN --mount=…,from= values that are not earlier stages (or scratch, or a stage number). A
+// value built from a variable is reported as unresolved instead of guessed: only the build knows it.
 package containerfiles

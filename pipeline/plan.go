@@ -75,9 +75,11 @@ type Plan struct {
 	// RenderedMachineConfig is the rendered MachineConfig's name, empty when there is none.
 	RenderedMachineConfig string
 	Arches                []ArchPlan
-	// Registry is what the build's pulls use: registries.conf, policy.json, CAs, pull auth file.
+	// Registry is what the build's pulls use: registries.conf (with the mirror rules of what the
+	// build pulls, see pullScope), policy.json, CAs, pull auth file.
 	Registry builder.RegistryConfig
-	// Config is the cluster registry configuration, for mosb's own registry calls.
+	// Config is the whole cluster registry configuration, for mosb's own registry calls and
+	// checks. The build's registries.conf holds only the part of it that the build's pulls use.
 	Config *registry.Config
 	// PullAuths and PushAuths are the parsed secrets; push credentials go to the push only.
 	PullAuths, PushAuths registry.Auths
@@ -189,7 +191,7 @@ func Prepare(in Inputs) (*Plan, error) {
 		})
 	}
 
-	if plan.Registry, err = buildRegistryConfig(cfg, pullAuths); err != nil {
+	if plan.Registry, err = buildRegistryConfig(cfg, pullScope(cfg, plan), pullAuths); err != nil {
 		return nil, fail(ReasonInvalidClusterConfig, err, "%s: rendering the registry configuration: %v", obj, err)
 	}
 	if plan.Identity, err = identity(plan, in.BuilderVersion); err != nil {
@@ -303,8 +305,41 @@ func currentConfig(mc *mcfgv1.MachineConfig) ([]byte, error) {
 	return json.Marshal(clean)
 }
 
-func buildRegistryConfig(cfg *registry.Config, pull registry.Auths) (builder.RegistryConfig, error) {
-	conf, err := cfg.PullRegistriesConf()
+// pullScope is the part of cfg that the build's pulls use (registry.Config.ForPulls): the images
+// the assembled Containerfiles of every planned architecture pull, the base and extensions images
+// among them. The build's registries.conf, and so its identity, is rendered from it, so that a
+// mirror set changes the identity of the MachineOSConfigs that pull something it covers and of no
+// other. When the pulls cannot all be known — an image named through a variable, a name mosb's
+// pullspec grammar cannot read — it is cfg whole, and every mirror set counts, as it always did.
+func pullScope(cfg *registry.Config, plan *Plan) *registry.Config {
+	images := []string{plan.BaseImage}
+	if plan.ExtensionsImage != "" {
+		images = append(images, plan.ExtensionsImage)
+	}
+	for _, a := range plan.Arches {
+		pulls, err := containerfiles.PulledImages(string(a.Build.Containerfile))
+		if err != nil || !pulls.Complete() {
+			return cfg
+		}
+		images = append(images, pulls.Images...)
+	}
+	var refs []registry.Reference
+	for _, image := range images {
+		candidates, err := cfg.PullCandidates(image)
+		if err != nil {
+			return cfg
+		}
+		refs = append(refs, candidates...)
+	}
+	return cfg.ForPulls(refs)
+}
+
+// buildRegistryConfig renders what the build gets. registries.conf comes from scoped, the part of
+// the cluster configuration the build's pulls use (see pullScope). policy.json and the CAs come
+// from cfg whole: they are policy rather than routing, small, and rarely change; and the CAs also
+// serve the push to the target's registry, which scoped knows nothing of.
+func buildRegistryConfig(cfg, scoped *registry.Config, pull registry.Auths) (builder.RegistryConfig, error) {
+	conf, err := scoped.PullRegistriesConf()
 	if err != nil {
 		return builder.RegistryConfig{}, err
 	}

@@ -564,6 +564,26 @@ func mirrorSets() []configv1.ImageDigestMirrorSet {
 	}
 }
 
+func digestMirrorSet(name, source string, mirrors ...string) configv1.ImageDigestMirrorSet {
+	set := configv1.ImageDigestMirrorSet{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	entry := configv1.ImageDigestMirrors{Source: source}
+	for _, m := range mirrors {
+		entry.Mirrors = append(entry.Mirrors, configv1.ImageMirror(m))
+	}
+	set.Spec.ImageDigestMirrors = []configv1.ImageDigestMirrors{entry}
+	return set
+}
+
+func tagMirrorSet(name, source string, policy configv1.MirrorSourcePolicy, mirrors ...string) configv1.ImageTagMirrorSet {
+	set := configv1.ImageTagMirrorSet{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	entry := configv1.ImageTagMirrors{Source: source, MirrorSourcePolicy: policy}
+	for _, m := range mirrors {
+		entry.Mirrors = append(entry.Mirrors, configv1.ImageMirror(m))
+	}
+	set.Spec.ImageTagMirrors = []configv1.ImageTagMirrors{entry}
+	return set
+}
+
 func identityOf(t *testing.T, in pipeline.Inputs) string {
 	t.Helper()
 	plan := mustPrepare(t, in)
@@ -615,13 +635,21 @@ func TestIdentityChangesWithWhatChangesTheImage(t *testing.T) {
 		{"rendered MachineConfig ignition config", func(in *pipeline.Inputs) {
 			in.RenderedMachineConfig.Spec.Config.Raw = []byte(`{"ignition":{"version":"3.4.0"},"passwd":{"users":[{"name":"core"}]}}`)
 		}},
-		{"a mirror set added", func(in *pipeline.Inputs) {
-			in.Cluster.ImageDigestMirrorSets = append(in.Cluster.ImageDigestMirrorSets, configv1.ImageDigestMirrorSet{
-				ObjectMeta: metav1.ObjectMeta{Name: "c-more"},
-				Spec: configv1.ImageDigestMirrorSetSpec{ImageDigestMirrors: []configv1.ImageDigestMirrors{
-					{Source: "docker.io/library", Mirrors: []configv1.ImageMirror{"mirror.example.com/library"}},
-				}},
-			})
+		// Mirror sets count when they cover something the build pulls (here the base image).
+		{"a mirror set for the base image's repository added", func(in *pipeline.Inputs) {
+			in.Cluster.ImageDigestMirrorSets = append(in.Cluster.ImageDigestMirrorSets,
+				digestMirrorSet("c-more", pullRegistry+"/openshift/os", "mirror4.example.com/os"))
+		}},
+		{"a mirror of the base image's source added", func(in *pipeline.Inputs) {
+			set := &in.Cluster.ImageDigestMirrorSets[1].Spec.ImageDigestMirrors[0]
+			set.Mirrors = append(set.Mirrors, "mirror5.example.com/openshift")
+		}},
+		{"a mirror set of the base image's source deleted", func(in *pipeline.Inputs) {
+			in.Cluster.ImageDigestMirrorSets = in.Cluster.ImageDigestMirrorSets[1:]
+		}},
+		{"the base image's source made NeverContactSource by a tag mirror set", func(in *pipeline.Inputs) {
+			in.Cluster.ImageTagMirrorSets = append(in.Cluster.ImageTagMirrorSets,
+				tagMirrorSet("tags", pullRegistry+"/openshift", configv1.NeverContactSource, "tags.example.com/openshift"))
 		}},
 		{"a registry blocked", func(in *pipeline.Inputs) {
 			in.Cluster.Image.Spec.RegistrySources.BlockedRegistries = []string{"evil.example.com"}
@@ -672,6 +700,19 @@ func TestIdentityIgnoresWhatDoesNotChangeTheImage(t *testing.T) {
 			}}
 		}},
 		{"order of the mirror sets", func(in *pipeline.Inputs) { slices.Reverse(in.Cluster.ImageDigestMirrorSets) }},
+		// Mirror sets that cover nothing the build pulls do not count.
+		{"a mirror set for images the build does not pull", func(in *pipeline.Inputs) {
+			in.Cluster.ImageDigestMirrorSets = append(in.Cluster.ImageDigestMirrorSets,
+				digestMirrorSet("c-more", "docker.io/library", "mirror.example.com/library"))
+		}},
+		{"a mirror set for another repository of the base image's registry", func(in *pipeline.Inputs) {
+			in.Cluster.ImageDigestMirrorSets = append(in.Cluster.ImageDigestMirrorSets,
+				digestMirrorSet("c-more", pullRegistry+"/openshift/other", "mirror.example.com/other"))
+		}},
+		{"a tag mirror for the base image's source (the build pulls by digest)", func(in *pipeline.Inputs) {
+			in.Cluster.ImageTagMirrorSets = append(in.Cluster.ImageTagMirrorSets,
+				tagMirrorSet("tags", pullRegistry+"/openshift", "", "tags.example.com/openshift"))
+		}},
 	}
 	for _, s := range same {
 		t.Run(s.name, func(t *testing.T) {
@@ -682,6 +723,100 @@ func TestIdentityIgnoresWhatDoesNotChangeTheImage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The build's registries.conf, and so its identity, holds the mirror rules of what the build
+// pulls: the base and extensions images and every image its Containerfile names (FROM, COPY
+// --from, RUN --mount from=), short names on each search registry. When the pulls cannot be
+// known statically (an image named through an ARG), every mirror set counts.
+func TestIdentityFollowsTheMirrorsOfWhatTheBuildPulls(t *testing.T) {
+	const tools = "quay.io/tools/builder@sha256:5555555555555555555555555555555555555555555555555555555555555555"
+	idmsFor := func(source string) func(*pipeline.Inputs) {
+		return func(in *pipeline.Inputs) {
+			in.Cluster.ImageDigestMirrorSets = append(in.Cluster.ImageDigestMirrorSets, digestMirrorSet("added", source, "added.example.com/m"))
+		}
+	}
+	itmsFor := func(source string) func(*pipeline.Inputs) {
+		return func(in *pipeline.Inputs) {
+			in.Cluster.ImageTagMirrorSets = append(in.Cluster.ImageTagMirrorSets, tagMirrorSet("added", source, "", "added.example.com/m"))
+		}
+	}
+	tests := []struct {
+		name    string
+		content string
+		search  []string
+		add     func(*pipeline.Inputs)
+		changes bool
+	}{
+		{"base image's repository, more specific than the existing source", userContent, nil, idmsFor(pullRegistry + "/openshift/os"), true},
+		// quay.example.com/openshift, the source of mirrorSets, is more specific: buildah never
+		// uses the new set for the base image.
+		{"base image's registry, hidden by a more specific source", userContent, nil, idmsFor(pullRegistry), false},
+		{"extensions image's repository", userContent, nil, idmsFor(pullRegistry + "/openshift/ext"), true},
+		{"another repository", userContent, nil, idmsFor(pullRegistry + "/openshift/other"), false},
+		{"another registry", userContent, nil, idmsFor("docker.io"), false},
+		{"FROM image", "FROM " + tools + " AS tools\nFROM configs\nCOPY --from=tools /usr/bin/tool /usr/bin/tool", nil, idmsFor("quay.io/tools"), true},
+		{"FROM image, unrelated set", "FROM " + tools + " AS tools\nFROM configs\nCOPY --from=tools /usr/bin/tool /usr/bin/tool", nil, idmsFor("quay.io/other"), false},
+		{"COPY --from image by tag", "COPY --from=quay.io/tools/builder:1 /usr/bin/tool /usr/bin/tool", nil, itmsFor("quay.io/tools"), true},
+		{"RUN --mount from= image by tag", "RUN --mount=type=bind,from=quay.io/tools/builder:1,target=/t ls /t", nil, itmsFor("quay.io/tools/builder"), true},
+		{"short name on the search registry", "FROM tools:1 AS tools\nFROM configs\nCOPY --from=tools /usr/bin/tool /usr/bin/tool",
+			[]string{"search.example.com"}, itmsFor("search.example.com/tools"), true},
+		{"short name, another registry", "FROM tools:1 AS tools\nFROM configs\nCOPY --from=tools /usr/bin/tool /usr/bin/tool",
+			[]string{"search.example.com"}, itmsFor("other.example.com/tools"), false},
+		// The fallback: the build's pulls are not all known, so the whole configuration counts.
+		{"image named through an ARG", "ARG TOOLS=" + tools + "\nFROM $TOOLS AS tools\nFROM configs\nCOPY --from=tools /usr/bin/tool /usr/bin/tool",
+			nil, idmsFor("docker.io"), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			inputs := func() pipeline.Inputs {
+				in := validInputs()
+				in.MachineOSConfig.Spec.BuildInputs.BaseOSExtensionsImagePullspec = extImage
+				in.MachineOSConfig.Spec.BuildInputs.Containerfile[0].Content = tc.content
+				in.Cluster.ImageDigestMirrorSets = mirrorSets()
+				in.Cluster.Image = imageConfig(func(s *configv1.ImageSpec) { s.RegistrySources.ContainerRuntimeSearchRegistries = tc.search })
+				return in
+			}
+			before := mustPrepare(t, inputs())
+			in := inputs()
+			tc.add(&in)
+			after := mustPrepare(t, in)
+			if changed := before.Identity != after.Identity; changed != tc.changes {
+				t.Errorf("identity changed: %v, want %v\nregistries.conf before:\n%s\nafter:\n%s", changed, tc.changes,
+					before.Registry.RegistriesConf, after.Registry.RegistriesConf)
+			}
+		})
+	}
+}
+
+// Plan.Config stays the whole cluster configuration, for mosb's own registry calls and checks;
+// only the build's registries.conf is scoped to what the build pulls.
+func TestPlanConfigIsWholeButRegistriesConfIsScoped(t *testing.T) {
+	in := validInputs()
+	in.Cluster.ImageDigestMirrorSets = append(mirrorSets(), digestMirrorSet("unrelated", "docker.io/library", "hub.example.com/library"))
+	plan := mustPrepare(t, in)
+	busybox := mustParse(t, "docker.io/library/busybox@sha256:"+strings.Repeat("7", 64))
+	if got := plan.Config.PullSources(busybox); len(got) != 2 || got[0].Reference.Host != "hub.example.com" {
+		t.Errorf("Plan.Config pull sources of %s = %v, want the mirror then the source", busybox, got)
+	}
+	conf := string(plan.Registry.RegistriesConf)
+	if strings.Contains(conf, "docker.io/library") || strings.Contains(conf, "hub.example.com") {
+		t.Errorf("the build's registries.conf has the mirror set of an image it does not pull:\n%s", conf)
+	}
+	for _, want := range []string{pullRegistry + "/openshift", "mirror.example.com/openshift", "mirror2.example.com/openshift", "mirror3.example.com/openshift"} {
+		if !strings.Contains(conf, `"`+want+`"`) {
+			t.Errorf("the build's registries.conf lacks %s:\n%s", want, conf)
+		}
+	}
+}
+
+func mustParse(t *testing.T, s string) registry.Reference {
+	t.Helper()
+	ref, err := registry.ParsePullspec(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }
 
 func TestMachineOSBuildName(t *testing.T) {

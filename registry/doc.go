@@ -22,4 +22,7 @@
 //   - The cluster Image policy (allowed/blocked registries) is checked against the image as it is
 //     written, like policy.json: a blocked source is refused even when an allowed mirror has it.
 //     Mirrors that the policy does not permit are dropped (never contacted, not rendered).
+//   - A build gets the registries.conf of Config.ForPulls(what it pulls): the whole image policy,
+//     and only the mirror rules those pulls use. Its pulls resolve exactly as with the whole file,
+//     and a mirror set that covers none of them does not change it.
 package registry

@@ -149,7 +149,9 @@ spec:
     - mirror-c.example.com/openshift
     allowMirrorByTags: true
 `)
-	mosc := f.mosc(t, "mirrors", renderTarget, map[string]string{"": "RUN true"})
+	// The build pulls the base image and, through the content, an image the ImageContentPolicy
+	// covers: the registries.conf has the mirrors of both (and only of what the build pulls).
+	mosc := f.mosc(t, "mirrors", renderTarget, map[string]string{"": "COPY --from=quay.example.com/openshift/os:4.16 /etc/os-release /etc/upstream-os-release"})
 	res := runCLI(t, "render", "-f", mosc, "--cluster-config", f.clusterDir, "--authfile", f.authFile, "--show", "registries.conf")
 	if res.code != 0 {
 		t.Fatalf("exit %d:\n%s", res.code, res.stderr)
@@ -211,6 +213,19 @@ spec:
 	// The push target has no mirrors and is not blocked.
 	if push, err := sysregistriesv2.FindRegistry(sys, renderTarget); err != nil || (push != nil && (len(push.Mirrors) > 0 || push.Blocked)) {
 		t.Errorf("push target entry %+v (%v)", push, err)
+	}
+
+	// A build that pulls nothing from quay.example.com/openshift gets no entry for it.
+	plain := f.mosc(t, "plain", renderTarget, map[string]string{"": "RUN true"})
+	res = runCLI(t, "render", "-f", plain, "--cluster-config", f.clusterDir, "--authfile", f.authFile, "--show", "registries.conf")
+	if res.code != 0 {
+		t.Fatalf("exit %d:\n%s", res.code, res.stderr)
+	}
+	if icp, err := sysregistriesv2.FindRegistry(registriesConf(t, res.stdout), "quay.example.com/openshift/os:4.16"); err != nil || icp != nil {
+		t.Errorf("a build that pulls nothing the ImageContentPolicy covers has its entry %+v (%v):\n%s", icp, err, res.stdout)
+	}
+	if reg, err := sysregistriesv2.FindRegistry(registriesConf(t, res.stdout), renderBase); err != nil || reg == nil || len(reg.Mirrors) != 2 {
+		t.Errorf("the base image's entry %+v (%v), want its two mirrors", reg, err)
 	}
 }
 

@@ -36,7 +36,8 @@ const checkContent = "RUN grep -q 'mosb test OS' /etc/os-release"
 // An ImageDigestMirrorSet and an ImageContentPolicy each send the base image pull to a mirror
 // while the registry the base image is named by is down; two mirror sets for one source merge
 // their mirror order as the seed says (a,b,c + c,d,e → a,b,c,d,e), in the registries.conf the
-// pod got; containerRuntimeSearchRegistries reach it too; and `mosb render` on the same objects
+// pod got; each pod's registries.conf has the mirrors of what its build pulls and not the
+// others'; containerRuntimeSearchRegistries reach it too; and `mosb render` on the same objects
 // prints that registries.conf byte for byte.
 func TestMirrorSetsServeTheBaseWhileItsRegistryIsDown(t *testing.T) {
 	e := newEnv(t)
@@ -69,6 +70,7 @@ func TestMirrorSetsServeTheBaseWhileItsRegistryIsDown(t *testing.T) {
 				Source: icpSource + "/os", Mirrors: []configv1.Mirror{configv1.Mirror(icpMirror + "/os")},
 			}}}},
 	)
+	e.settle()
 	rc := e.captureRequests()
 	viaIDMS := e.mosc("viaidms", checkContent, src+"/base@"+digest, "")
 	viaICP := e.mosc("viaicp", checkContent, icpSource+"/os/base@"+digest, "")
@@ -90,9 +92,25 @@ func TestMirrorSetsServeTheBaseWhileItsRegistryIsDown(t *testing.T) {
 		t.Errorf("the pod's registries.conf has mirrors %v (entry found: %v, blocked: %v) for %s, want the merged order %v:\n%s",
 			got, ok, blocked, src, want, req.Registry.RegistriesConf)
 	}
-	if got, _, ok := conf.mirrorsOf(icpSource + "/os"); !ok || len(got) != 1 || got[0] != icpMirror+"/os" {
-		t.Errorf("the pod's registries.conf has mirrors %v (entry found: %v) for the ImageContentPolicy source %s, want [%s/os]:\n%s",
-			got, ok, icpSource+"/os", icpMirror, req.Registry.RegistriesConf)
+	// Each build's registries.conf holds the mirrors of what that build pulls, and only those: the
+	// ImageContentPolicy's source is in viaicp's and not in viaidms's, the ImageDigestMirrorSets'
+	// source the other way round.
+	reqICP := rc.request(builtICP.Name)
+	confICP := parseRegistriesConf(t, reqICP.Registry.RegistriesConf)
+	if got, _, ok := confICP.mirrorsOf(icpSource + "/os"); !ok || len(got) != 1 || got[0] != icpMirror+"/os" {
+		t.Errorf("viaicp's pod's registries.conf has mirrors %v (entry found: %v) for the ImageContentPolicy source %s, want [%s/os]:\n%s",
+			got, ok, icpSource+"/os", icpMirror, reqICP.Registry.RegistriesConf)
+	}
+	if got, _, ok := conf.mirrorsOf(icpSource + "/os"); ok {
+		t.Errorf("viaidms's pod's registries.conf has an entry (mirrors %v) for the ImageContentPolicy source %s, which covers nothing viaidms pulls:\n%s",
+			got, icpSource+"/os", req.Registry.RegistriesConf)
+	}
+	if got, _, ok := confICP.mirrorsOf(src); ok {
+		t.Errorf("viaicp's pod's registries.conf has an entry (mirrors %v) for %s, which covers nothing viaicp pulls:\n%s",
+			got, src, reqICP.Registry.RegistriesConf)
+	}
+	if got := strings.Join(confICP.UnqualifiedSearchRegistries, ","); got != mirror.Host+",search.example.com" {
+		t.Errorf("viaicp: unqualified-search-registries = %q, want %s,search.example.com", got, mirror.Host)
 	}
 	if got := strings.Join(conf.UnqualifiedSearchRegistries, ","); got != mirror.Host+",search.example.com" {
 		t.Errorf("unqualified-search-registries = %q, want containerRuntimeSearchRegistries in order (%s,search.example.com)", got, mirror.Host)
@@ -232,6 +250,7 @@ func TestEditingOrDeletingAMirrorSetRebuildsOnlyTheAffected(t *testing.T) {
 	e.trustCA(mirror, source)
 	src := source.Host + "/os"
 	e.create(idms("edit-me", digestMirrors(src, "", mirror.Host+"/os")))
+	e.settle()
 	rc := e.captureRequests()
 	e.create(e.mosc("affected", checkContent, src+"/base@"+digest, ""), e.mosc("other", checkContent, "", ""))
 	e.waitBuilt("affected", 1)
