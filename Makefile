@@ -39,11 +39,11 @@ verify: ## generated files are current, code is formatted and vetted
 
 test: deps ## unit + integration tests against a real apiserver, registry and buildah
 	@assets=$$(hack/kube-assets.sh | tail -n1); \
-	KUBEBUILDER_ASSETS=$$assets $(GO) test $(GOFLAGS_MOSB) -p 1 -timeout $(TEST_TIMEOUT) -count=1 ./...
+	KUBEBUILDER_ASSETS=$$assets $(GO) test $(GOFLAGS_MOSB) -p 1 -parallel 4 -timeout $(TEST_TIMEOUT) -count=1 ./...
 
 e2e: deps ## the controller end to end: real apiserver, registry with auth, buildah, pods run by the kubelet stand-in
 	@assets=$$(hack/kube-assets.sh | tail -n1); \
-	KUBEBUILDER_ASSETS=$$assets $(GO) test $(GOFLAGS_MOSB) -timeout $(TEST_TIMEOUT) -count=1 -v ./test/e2e/ 2>&1 | grep -E '^(=== RUN|--- |\s+---|PASS|FAIL|ok|panic)|_test.go:'
+	KUBEBUILDER_ASSETS=$$assets $(GO) test $(GOFLAGS_MOSB) -parallel 4 -timeout $(TEST_TIMEOUT) -count=1 -v ./test/e2e/ 2>&1 | grep -E '^(=== RUN|--- |\s+---|PASS|FAIL|ok|panic)|_test.go:'
 
 unit: ## tests that need no server
 	$(GO) test $(GOFLAGS_MOSB) -short ./...

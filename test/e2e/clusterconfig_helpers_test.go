@@ -231,23 +231,19 @@ func (c registriesConf) mirrorsOf(prefix string) ([]string, bool, bool) {
 
 // ---- cluster objects ----
 
-// settle waits until the controller's caches hold the cluster configuration created just before.
-// The controller plans from its informers' caches, which the API server feeds kind by kind: a
-// MachineOSConfig created in the same instant as a mirror set (all the more while the controller
-// is still starting, as it is right after newEnv) can be planned without that set, built, and
-// superseded when the set arrives, as with any controller. Tests that count builds are not about
-// that race, so they let the configuration settle first: the build controller's workers running
-// (its informers have synced), then a moment for the watches to deliver the newest objects.
+// settle makes the controller plan from the cluster configuration created just before. Its
+// informers are fed kind by kind with no order between kinds, so a MachineOSConfig created right
+// after a mirror set can be planned without it, built, and superseded when the set arrives — as
+// with any controller. Tests that count builds are not about that race, so they restart the
+// controller: a fresh process lists everything before its workers start.
 func (e *env) settle() {
 	e.t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for !strings.Contains(e.ctrl.logs(), `"Starting workers" controller="build"`) {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("the controller did not start its build workers within 2 minutes:\n%s", e.ctrl.logs())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	time.Sleep(time.Second)
+	const started = `"Starting workers" controller="build"`
+	before := strings.Count(e.ctrl.logs(), started)
+	e.ctrl.restart()
+	eventually(e.t, 2*time.Minute, "the restarted controller's build workers", func(context.Context) (bool, error) {
+		return strings.Count(e.ctrl.logs(), started) > before, nil
+	})
 }
 
 // updateImage changes image.config.openshift.io/cluster.

@@ -40,6 +40,7 @@ const checkContent = "RUN grep -q 'mosb test OS' /etc/os-release"
 // others'; containerRuntimeSearchRegistries reach it too; and `mosb render` on the same objects
 // prints that registries.conf byte for byte.
 func TestMirrorSetsServeTheBaseWhileItsRegistryIsDown(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	ca := e.reg.CA
@@ -150,6 +151,7 @@ func TestMirrorSetsServeTheBaseWhileItsRegistryIsDown(t *testing.T) {
 // NeverContactSource with the only mirror down fails the build although the source holds the
 // image, and the failure names the image and the mirror that was tried.
 func TestNeverContactSourceWithTheMirrorDownFails(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ca := e.reg.CA
 	source := harness.StartRegistry(t, harness.WithCA(ca), harness.NoAuth())
@@ -185,6 +187,7 @@ func TestNeverContactSourceWithTheMirrorDownFails(t *testing.T) {
 // push repository, the image is pushed where the pushspec says, the mirror gets nothing, and the
 // controller finds its image there (no rebuild loop).
 func TestMirrorsNeverRedirectThePush(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	pushMirror := harness.StartRegistry(t, harness.WithCA(e.reg.CA), harness.NoAuth())
 	e.trustCA(pushMirror)
@@ -240,6 +243,7 @@ func TestMirrorsNeverRedirectThePush(t *testing.T) {
 // identity: the affected MachineOSConfig is built exactly once more; one whose images the mirror
 // set does not cover is not. Deleting the mirror set does the same.
 func TestEditingOrDeletingAMirrorSetRebuildsOnlyTheAffected(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	ca := e.reg.CA
@@ -304,6 +308,7 @@ func TestEditingOrDeletingAMirrorSetRebuildsOnlyTheAffected(t *testing.T) {
 // before any pod with RegistryBlocked; lifting the rule lets the build proceed. The allow-list
 // build runs with the policy.json mosb renders for it.
 func TestImagePolicyRefusesRegistriesBeforeAnyPod(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	other := harness.StartRegistry(t, harness.WithCA(e.reg.CA), harness.NoAuth())
 	otherBase := harness.PushBaseImage(t, other, "os/base", "amd64")
@@ -364,6 +369,7 @@ func TestImagePolicyRefusesRegistriesBeforeAnyPod(t *testing.T) {
 // insecureRegistries lets a build pull from a plain-HTTP registry; without it the same build
 // fails saying the registry answered HTTP to an HTTPS client.
 func TestInsecureRegistriesLetABuildUsePlainHTTP(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	plain := harness.StartRegistry(t, harness.PlainHTTP(), harness.NoAuth())
 	base := harness.PushBaseImage(t, plain, "os/base", "amd64")
@@ -393,6 +399,7 @@ func TestInsecureRegistriesLetABuildUsePlainHTTP(t *testing.T) {
 // is not trusted; with it both builds succeed, and the controller's own check that the pushed
 // image exists (which must pass before status says Ready) trusts it too.
 func TestAdditionalTrustedCAReachesBuildsAndMosbsOwnCalls(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	private := harness.StartRegistry(t, harness.NoAuth()) // a CA of its own, trusted by nobody yet
 	base := harness.PushBaseImage(t, private, "os/base", "amd64")
@@ -428,6 +435,7 @@ func TestAdditionalTrustedCAReachesBuildsAndMosbsOwnCalls(t *testing.T) {
 // The controller's own registry calls trust the additionalTrustedCA too: for a pool of two
 // architectures it pushes the OCI index itself, to a registry only that CA vouches for.
 func TestAdditionalTrustedCAReachesTheIndexPush(t *testing.T) {
+	t.Parallel()
 	if _, err := os.Stat("/proc/sys/fs/binfmt_misc/qemu-aarch64"); err != nil {
 		t.Skip("SKIPPED LOUDLY: arm64 emulation is not registered (hack/binfmt.sh); the arm64 build pod cannot run here")
 	}
@@ -470,6 +478,7 @@ func TestAdditionalTrustedCAReachesTheIndexPush(t *testing.T) {
 // referenced from the pool; images of builds that history cleanup deleted drop out; an image the
 // PinnedImageSet rules refuse is left out with a Warning event; without pinning nothing is pinned.
 func TestPinnedImageSetFollowsSuccessfulBuilds(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	startPinner(t, &pipeline.PinnedImagesReconciler{}, e.cp)
@@ -534,6 +543,7 @@ func TestPinnedImageSetFollowsSuccessfulBuilds(t *testing.T) {
 // pin exactly 500, the newest; deleting builds frees room; the pool's other PinnedImageSet
 // references stay; --pin-images pins a MachineOSConfig without the annotation and "false" opts out.
 func TestPinnedImageSetNeverExceedsTheLimit(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("e2e: needs kube-apiserver")
 	}

@@ -90,6 +90,7 @@ func (e *env) servedDigest(spec string) string {
 }
 
 func TestMachineOSConfigIsBuiltOnceAndKeptCurrent(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	m := e.newMOSC("worker", "RUN echo first > /etc/first")
@@ -147,6 +148,7 @@ func TestMachineOSConfigIsBuiltOnceAndKeptCurrent(t *testing.T) {
 }
 
 func TestNewerInputsSupersedeARunningBuild(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	m := e.newMOSC("slow", "RUN sleep 30")
@@ -199,6 +201,7 @@ func TestNewerInputsSupersedeARunningBuild(t *testing.T) {
 }
 
 func TestInvalidInputsGetTheirReasonAndNoPod(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	cases := []struct {

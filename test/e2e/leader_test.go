@@ -13,6 +13,7 @@ import (
 const acquired = "successfully acquired lease"
 
 func TestLeaderElectionOneActsAndTheOtherTakesOver(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	a := e.ctrl

@@ -16,6 +16,7 @@ import (
 )
 
 func TestRebuildAnnotationBuildsAgainAndIsCleared(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	if err := e.c.Create(ctx, e.newMOSC("again", "RUN echo again > /etc/again")); err != nil {
@@ -52,6 +53,7 @@ func TestRebuildAnnotationBuildsAgainAndIsCleared(t *testing.T) {
 }
 
 func TestPoolOfTwoArchitecturesGetsAnIndex(t *testing.T) {
+	t.Parallel()
 	if _, err := os.Stat("/proc/sys/fs/binfmt_misc/qemu-aarch64"); err != nil {
 		t.Skip("SKIPPED LOUDLY: arm64 emulation is not registered (hack/binfmt.sh); the arm64 build pod cannot run here")
 	}

@@ -59,6 +59,7 @@ func condition(b *mosbv1.MachineOSBuild, t string) *metav1.Condition {
 }
 
 func TestFailedBuildsSayWhyAndTransientOnesAreRetried(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 
@@ -94,10 +95,14 @@ func TestFailedBuildsSayWhyAndTransientOnesAreRetried(t *testing.T) {
 	if len(b.Status.FailedAttempts) != 0 {
 		t.Errorf("broken: a deterministic failure was retried: %+v", b.Status.FailedAttempts)
 	}
-	mb := e.get("broken")
-	if d := meta.FindStatusCondition(mb.Status.Conditions, mosbv1.MachineOSConfigDegraded); d == nil || d.Status != metav1.ConditionTrue || d.Reason != "BuildFailed" {
-		t.Errorf("broken: MachineOSConfig not Degraded/BuildFailed: %+v", d)
-	}
+	eventually(t, time.Minute, "broken's MachineOSConfig Degraded/BuildFailed", func(ctx context.Context) (bool, error) {
+		mb := &mosbv1.MachineOSConfig{}
+		if err := e.c.Get(ctx, client.ObjectKey{Name: "broken"}, mb); err != nil {
+			return false, err
+		}
+		d := meta.FindStatusCondition(mb.Status.Conditions, mosbv1.MachineOSConfigDegraded)
+		return d != nil && d.Status == metav1.ConditionTrue && d.Reason == "BuildFailed", fmt.Errorf("Degraded: %+v", d)
+	})
 
 	b = e.waitBuildEnds("refused")
 	c = condition(&b, mosbv1.MachineOSBuildFailed)
@@ -119,6 +124,7 @@ func TestFailedBuildsSayWhyAndTransientOnesAreRetried(t *testing.T) {
 }
 
 func TestDeadlineEndsTheBuildWithTimeout(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.ctrl.restartWith("--build-timeout", "5s")
 	if err := e.c.Create(t.Context(), e.newMOSC("slowpoke", "RUN sleep 60")); err != nil {
@@ -132,6 +138,7 @@ func TestDeadlineEndsTheBuildWithTimeout(t *testing.T) {
 }
 
 func TestKilledControllerAdoptsTheRunningBuild(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	if err := e.c.Create(ctx, e.newMOSC("adopt", "RUN sleep 6")); err != nil {
@@ -153,6 +160,7 @@ func TestKilledControllerAdoptsTheRunningBuild(t *testing.T) {
 }
 
 func TestHistoryLimitsAndMetrics(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

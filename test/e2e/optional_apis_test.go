@@ -19,6 +19,7 @@ import (
 // On a cluster without the OpenShift APIs the controller runs, says which APIs it skips, and
 // reports a MachineOSConfig whose pool cannot exist instead of crashing or ignoring it.
 func TestControllerToleratesMissingOpenShiftAPIs(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("e2e")
 	}

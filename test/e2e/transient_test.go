@@ -16,6 +16,7 @@ import (
 // The registry vanishes in the middle of a push for longer than the worker's own retries: the
 // worker reports a retryable PushFailed, and the controller's next attempt succeeds.
 func TestTransientPushFailureIsRetriedToSuccess(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	proxy := harness.StartProxy(t, e.reg.Host)
