@@ -83,9 +83,10 @@ type bench struct {
 	images        []imageInfo
 }
 
-// TestBuildSpeed compares `mosb build` with the buildah CLI on the same Containerfile, and a cold
-// mosb build with cache-warm rebuilds, and prints a table of medians. `make bench` runs it.
-func TestBuildSpeed(t *testing.T) {
+// benchRuns skips unless the benchmarks were asked for, and says how many runs each figure is
+// the median of (MOSB_BENCH_RUNS, default 3).
+func benchRuns(t *testing.T) int {
+	t.Helper()
 	if os.Getenv(envBench) != "1" {
 		t.Skipf("a benchmark of several minutes: run it with `make bench` (or %s=1)", envBench)
 	}
@@ -97,6 +98,13 @@ func TestBuildSpeed(t *testing.T) {
 		}
 		runs = n
 	}
+	return runs
+}
+
+// TestBuildSpeed compares `mosb build` with the buildah CLI on the same Containerfile, and a cold
+// mosb build with cache-warm rebuilds, and prints a table of medians. `make bench` runs it.
+func TestBuildSpeed(t *testing.T) {
+	runs := benchRuns(t)
 	if runtime.GOOS != "linux" {
 		t.Skip("buildah builds need Linux")
 	}

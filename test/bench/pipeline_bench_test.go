@@ -86,17 +86,7 @@ type pipelineBench struct {
 // the same build through `mosb build`, and the controller's reconcile throughput and memory with
 // 200 MachineOSConfigs. `make bench` runs it after TestBuildSpeed.
 func TestPipelineSpeed(t *testing.T) {
-	if os.Getenv(envBench) != "1" {
-		t.Skipf("a benchmark of several minutes: run it with `make bench` (or %s=1)", envBench)
-	}
-	runs := 3
-	if v := os.Getenv(envRuns); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			t.Fatalf("%s=%q: want a positive number of runs", envRuns, v)
-		}
-		runs = n
-	}
+	runs := benchRuns(t)
 	if runtime.GOOS != "linux" {
 		t.Skip("buildah builds and /proc/<pid>/status need Linux")
 	}
