@@ -19,11 +19,7 @@ import (
 	"testing"
 	"time"
 
-	configv1 "github.com/openshift/api/config/v1"
-	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -64,32 +60,8 @@ func newCluster(t *testing.T, f *fixture, mosb, arch string) *cluster {
 		t.Fatal(err)
 	}
 	c := &cluster{cp: cp, c: cp.Client, wc: wc, f: f, workers: &workerOutput{pods: map[string]*workerRun{}}}
-	host, port, _ := strings.Cut(f.reg.Host, ":")
-	secret := func(name string) *corev1.Secret {
-		return &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: buildNamespace, Name: name},
-			Type:       corev1.SecretTypeDockerConfigJson,
-			Data:       map[string][]byte{corev1.DockerConfigJsonKey: f.reg.DockerConfigJSON()},
-		}
-	}
-	objs := []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: buildNamespace}},
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "openshift-config"}},
-		secret("pull"), secret("push"),
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "openshift-config", Name: "registry-cas"},
-			Data: map[string]string{host + ".." + port: string(f.reg.CA.PEM)}},
-		&configv1.Image{ObjectMeta: metav1.ObjectMeta{Name: "cluster"},
-			Spec: configv1.ImageSpec{AdditionalTrustedCA: configv1.ConfigMapNameReference{Name: "registry-cas"}}},
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: buildNamespace, Name: "machine-config-osimageurl"},
-			Data: map[string]string{"baseOSContainerImage": f.base, "releaseVersion": releaseVersion}},
-		&mcfgv1.MachineConfig{ObjectMeta: metav1.ObjectMeta{Name: renderedName},
-			Spec: mcfgv1.MachineConfigSpec{Config: runtime.RawExtension{Raw: []byte(renderedConfig)}}},
-		&mcfgv1.MachineConfigPool{ObjectMeta: metav1.ObjectMeta{Name: poolName},
-			Spec: mcfgv1.MachineConfigPoolSpec{
-				NodeSelector:  &metav1.LabelSelector{MatchLabels: map[string]string{"node-role.kubernetes.io/worker": ""}},
-				Configuration: mcfgv1.MachineConfigPoolStatusConfiguration{ObjectReference: corev1.ObjectReference{Name: renderedName}},
-			}},
-	}
+	objs := harness.Cluster{Namespace: buildNamespace, Registry: f.reg, BaseImage: f.base, ReleaseVersion: releaseVersion,
+		Pool: poolName, RenderedConfig: renderedName, RenderedConfigJSON: renderedConfig}.Objects()
 	for _, o := range objs {
 		if err := c.c.Create(t.Context(), o); err != nil {
 			t.Fatalf("creating %T %s: %v", o, o.GetName(), err)

@@ -18,12 +18,8 @@ import (
 	"syscall"
 	"time"
 
-	configv1 "github.com/openshift/api/config/v1"
-	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -111,25 +107,8 @@ func (d *demo) run(mosbBin string, timeout time.Duration) (err error) {
 	d.Logf("base image: %s", base)
 
 	step("creating the cluster objects a MachineOSConfig needs: secrets, CA, pool, rendered MachineConfig, machine-config-osimageurl")
-	host, port, _ := strings.Cut(reg.Host, ":")
-	secret := func(name string) *corev1.Secret {
-		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}, Type: corev1.SecretTypeDockerConfigJson,
-			Data: map[string][]byte{corev1.DockerConfigJsonKey: reg.DockerConfigJSON()}}
-	}
-	for _, o := range []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}},
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "openshift-config"}},
-		secret("base-pull"), secret("build-push"),
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "openshift-config", Name: "registry-cas"}, Data: map[string]string{host + ".." + port: string(reg.CA.PEM)}},
-		&configv1.Image{ObjectMeta: metav1.ObjectMeta{Name: "cluster"}, Spec: configv1.ImageSpec{AdditionalTrustedCA: configv1.ConfigMapNameReference{Name: "registry-cas"}}},
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "machine-config-osimageurl"},
-			Data: map[string]string{"baseOSContainerImage": base, "releaseVersion": "4.16.0-demo"}},
-		&mcfgv1.MachineConfig{ObjectMeta: metav1.ObjectMeta{Name: "rendered-worker-demo"},
-			Spec: mcfgv1.MachineConfigSpec{Config: runtime.RawExtension{Raw: []byte(`{"ignition":{"version":"3.4.0"}}`)}}},
-		&mcfgv1.MachineConfigPool{ObjectMeta: metav1.ObjectMeta{Name: "worker"}, Spec: mcfgv1.MachineConfigPoolSpec{
-			NodeSelector:  &metav1.LabelSelector{MatchLabels: map[string]string{"node-role.kubernetes.io/worker": ""}},
-			Configuration: mcfgv1.MachineConfigPoolStatusConfiguration{ObjectReference: corev1.ObjectReference{Name: "rendered-worker-demo"}}}},
-	} {
+	for _, o := range (harness.Cluster{Namespace: namespace, Registry: reg, BaseImage: base, ReleaseVersion: "4.16.0-demo",
+		PullSecret: "base-pull", PushSecret: "build-push", RenderedConfig: "rendered-worker-demo"}).Objects() {
 		if err := c.Create(ctx, o); err != nil {
 			return fmt.Errorf("creating %T %s: %w", o, o.GetName(), err)
 		}
@@ -137,7 +116,7 @@ func (d *demo) run(mosbBin string, timeout time.Duration) (err error) {
 
 	step("starting the kubelet stand-in (one amd64 worker node; build pods run as real processes)")
 	ki, err := kubeletstandin.Start(ctx, cp.Config, kubeletstandin.Options{
-		Nodes:    []kubeletstandin.Node{{Name: "demo-node", Labels: map[string]string{"kubernetes.io/arch": "amd64", "node-role.kubernetes.io/worker": ""}}},
+		Nodes:    []kubeletstandin.Node{{Name: "demo-node", Labels: map[string]string{"kubernetes.io/arch": "amd64", harness.WorkerRoleLabel: ""}}},
 		Commands: map[string]string{"mosb": bin},
 		WorkDir:  d.TempDir(),
 	})

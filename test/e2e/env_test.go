@@ -7,17 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	configv1 "github.com/openshift/api/config/v1"
-	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mosb-dev/mosb/test/harness"
@@ -91,26 +86,8 @@ func newEnv(t *testing.T, arches ...string) *env {
 	}
 	ctx := t.Context()
 
-	host, port, _ := strings.Cut(e.reg.Host, ":")
-	objs := []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: buildNamespace}},
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "openshift-config"}},
-		dockerSecret("pull", e.reg.DockerConfigJSON()),
-		dockerSecret("push", e.reg.DockerConfigJSON()),
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "openshift-config", Name: "registry-cas"},
-			Data: map[string]string{host + ".." + port: string(e.reg.CA.PEM)}},
-		&configv1.Image{ObjectMeta: metav1.ObjectMeta{Name: "cluster"},
-			Spec: configv1.ImageSpec{AdditionalTrustedCA: configv1.ConfigMapNameReference{Name: "registry-cas"}}},
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: buildNamespace, Name: "machine-config-osimageurl"},
-			Data: map[string]string{"baseOSContainerImage": e.base, "releaseVersion": "4.16.0-e2e"}},
-		&mcfgv1.MachineConfig{ObjectMeta: metav1.ObjectMeta{Name: renderedName},
-			Spec: mcfgv1.MachineConfigSpec{Config: runtime.RawExtension{Raw: []byte(`{"ignition":{"version":"3.4.0"}}`)}}},
-		&mcfgv1.MachineConfigPool{ObjectMeta: metav1.ObjectMeta{Name: poolName},
-			Spec: mcfgv1.MachineConfigPoolSpec{
-				NodeSelector:  &metav1.LabelSelector{MatchLabels: map[string]string{"node-role.kubernetes.io/worker": ""}},
-				Configuration: mcfgv1.MachineConfigPoolStatusConfiguration{ObjectReference: corev1.ObjectReference{Name: renderedName}},
-			}},
-	}
+	objs := harness.Cluster{Namespace: buildNamespace, Registry: e.reg, BaseImage: e.base, ReleaseVersion: "4.16.0-e2e",
+		Pool: poolName, RenderedConfig: renderedName}.Objects()
 	for _, o := range objs {
 		if err := e.c.Create(ctx, o); err != nil {
 			t.Fatalf("creating %T %s: %v", o, o.GetName(), err)
@@ -118,7 +95,7 @@ func newEnv(t *testing.T, arches ...string) *env {
 	}
 	var nodes []kubeletstandin.Node
 	for _, a := range arches {
-		nodes = append(nodes, kubeletstandin.Node{Name: "node-" + a, Labels: map[string]string{"kubernetes.io/arch": a, "node-role.kubernetes.io/worker": ""}})
+		nodes = append(nodes, kubeletstandin.Node{Name: "node-" + a, Labels: map[string]string{"kubernetes.io/arch": a, harness.WorkerRoleLabel: ""}})
 	}
 	ki, err := kubeletstandin.Start(ctx, e.cp.Config, kubeletstandin.Options{
 		Nodes:    nodes,
@@ -135,11 +112,7 @@ func newEnv(t *testing.T, arches ...string) *env {
 }
 
 func dockerSecret(name string, cfg []byte) *corev1.Secret {
-	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: buildNamespace, Name: name},
-		Type:       corev1.SecretTypeDockerConfigJson,
-		Data:       map[string][]byte{corev1.DockerConfigJsonKey: cfg},
-	}
+	return harness.DockerSecret(buildNamespace, name, cfg)
 }
 
 // controllerProcess is `mosb controller` running against the test cluster.
