@@ -3,6 +3,7 @@ package containerfiles
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -64,12 +65,7 @@ type Containerfile struct {
 // ContextPaths returns the build context's paths in sorted order, for callers that write or hash
 // the context and must not depend on map order.
 func (c *Containerfile) ContextPaths() []string {
-	paths := make([]string, 0, len(c.Context))
-	for path := range c.Context {
-		paths = append(paths, path)
-	}
-	slices.Sort(paths)
-	return paths
+	return slices.Sorted(maps.Keys(c.Context))
 }
 
 // Assemble builds the Containerfile of one architecture. The result has been parsed with the

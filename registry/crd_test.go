@@ -2,8 +2,10 @@ package registry
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -85,7 +87,7 @@ func TestCRDRegexesMatchPullspecGrammar(t *testing.T) {
 					seen[re] = true
 				}
 			}
-			got := sortedKeys(seen)
+			got := slices.Sorted(maps.Keys(seen))
 			want := wantDigest
 			if strings.HasSuffix(field, "Pushspec") {
 				want = wantTag

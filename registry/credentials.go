@@ -4,7 +4,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -66,7 +67,7 @@ type Auths struct {
 func NewAuths(byRegistry map[string]Credential) (Auths, error) {
 	a := Auths{entries: map[string]Credential{}}
 	canonical := map[string]bool{}
-	for _, k := range sortedKeys(byRegistry) {
+	for _, k := range slices.Sorted(maps.Keys(byRegistry)) {
 		nk, err := normalizeAuthKey(k)
 		if err != nil {
 			return Auths{}, fmt.Errorf("registry key %s: %w", quoteShort(k), err)
@@ -92,7 +93,7 @@ func (a Auths) add(key, normalized string, c Credential, canonical map[string]bo
 func (a Auths) Len() int { return len(a.entries) }
 
 // Registries lists the registry keys, sorted.
-func (a Auths) Registries() []string { return sortedKeys(a.entries) }
+func (a Auths) Registries() []string { return slices.Sorted(maps.Keys(a.entries)) }
 
 // Lookup finds the credential for a registry host or a repository name (host/path): the most
 // specific key wins (host/ns/repo, then host/ns, then host), as in containers-auth.json.
@@ -216,13 +217,4 @@ func normalizeAuthKey(key string) (string, error) {
 		}
 	}
 	return host + "/" + path, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -153,7 +154,7 @@ func mergeMirrorLists(lists []mirrorList) *MirrorSet {
 		bySource[l.source] = append(bySource[l.source], l)
 	}
 	set := &MirrorSet{}
-	for _, source := range sortedKeys(bySource) {
+	for _, source := range slices.Sorted(maps.Keys(bySource)) {
 		group := bySource[source]
 		rule := &mirrorRule{source: source}
 		var orders [][]string
@@ -173,7 +174,7 @@ func mergeMirrorLists(lists []mirrorList) *MirrorSet {
 		for _, m := range mergeOrdered(orders) {
 			rule.mirrors = append(rule.mirrors, mirrorEndpoint{location: m, byDigest: digest[m], byTag: tag[m]})
 		}
-		rule.origins = sortedKeys(origins)
+		rule.origins = slices.Sorted(maps.Keys(origins))
 		set.rules = append(set.rules, rule)
 	}
 	return set

@@ -4,7 +4,9 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 
 	configv1 "github.com/openshift/api/config/v1"
@@ -162,7 +164,7 @@ func (p *ImagePolicy) readTrustedCA(name string, cm *corev1.ConfigMap) error {
 	for k, v := range cm.Data {
 		data[k] = []byte(v)
 	}
-	for _, key := range sortedKeys(data) {
+	for _, key := range slices.Sorted(maps.Keys(data)) {
 		dir := strings.Replace(key, "..", ":", 1)
 		if !hostPortRE.MatchString(dir) {
 			return &ConfigError{Object: obj, Field: "data key", Value: key,

@@ -8,8 +8,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"maps"
 	"math/big"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,7 +95,7 @@ func TestImagePolicyCAsSearchInsecure(t *testing.T) {
 	}
 	cas := p.RegistryCAs()
 	if len(cas) != 2 || string(cas["reg.local:5000"]) != string(ca) || string(cas["other.local"]) != string(ca) {
-		t.Fatalf("CA dirs: %v", sortedKeys(cas))
+		t.Fatalf("CA dirs: %v", slices.Sorted(maps.Keys(cas)))
 	}
 	cas["reg.local:5000"][0] = 'X' // a copy: the policy must not change
 	if string(p.RegistryCAs()["reg.local:5000"]) != string(ca) {

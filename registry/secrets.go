@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -226,7 +228,7 @@ func secretKeys(s *corev1.Secret) []string {
 	for k := range s.StringData {
 		seen[k] = true
 	}
-	keys := sortedKeys(seen)
+	keys := slices.Sorted(maps.Keys(seen))
 	for i, k := range keys {
 		keys[i] = quoteShort(k)
 	}

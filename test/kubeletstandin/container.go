@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -76,7 +78,7 @@ func (w *podWorker) runContainer(pod *corev1.Pod, c *corev1.Container, attempt i
 	bin, ok := s.opts.Commands[argv[0]]
 	if !ok {
 		return startError(containerID, "kubelet stand-in: command[0] %q of container %q has no local binary (Options.Commands knows %s); the container was not run",
-			argv[0], c.Name, strings.Join(sortedKeys(s.opts.Commands), ", ")), nil
+			argv[0], c.Name, strings.Join(slices.Sorted(maps.Keys(s.opts.Commands)), ", ")), nil
 	}
 
 	runDir := filepath.Join(w.dir, "containers", c.Name, strconv.Itoa(attempt))

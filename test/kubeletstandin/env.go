@@ -3,6 +3,8 @@ package kubeletstandin
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,7 +68,7 @@ func containerEnv(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod,
 		home = "/"
 	}
 	env.set("HOME", home)
-	for _, k := range sortedKeys(extra) {
+	for _, k := range slices.Sorted(maps.Keys(extra)) {
 		env.set(k, extra[k])
 	}
 	for _, from := range c.EnvFrom {
@@ -94,7 +96,7 @@ func containerEnv(ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod,
 				data[k] = string(v)
 			}
 		}
-		for _, k := range sortedKeys(data) {
+		for _, k := range slices.Sorted(maps.Keys(data)) {
 			name := from.Prefix + k
 			if name == "" || strings.Contains(name, "=") {
 				continue // the kubelet skips names that cannot be environment variables
@@ -217,7 +219,7 @@ func bracketKey(path, prefix string) (string, bool) {
 
 // formatMap is the downward API's rendering of labels/annotations: key="value" lines, sorted by key.
 func formatMap(m map[string]string) string {
-	keys := sortedKeys(m)
+	keys := slices.Sorted(maps.Keys(m))
 	var sb strings.Builder
 	for i, k := range keys {
 		if i > 0 {

@@ -3,6 +3,8 @@ package kubeletstandin
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -31,7 +33,7 @@ func (s *StandIn) schedule(ctx context.Context, pod *corev1.Pod) error {
 		misfits[why]++
 	}
 	var parts []string
-	for _, why := range sortedKeys(misfits) {
+	for _, why := range slices.Sorted(maps.Keys(misfits)) {
 		parts = append(parts, fmt.Sprintf("%d node(s) %s", misfits[why], why))
 	}
 	msg := fmt.Sprintf("0/%d nodes are available: %s.", len(s.nodes), strings.Join(parts, ", "))

@@ -3,8 +3,10 @@ package kubeletstandin
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -135,7 +137,7 @@ func secretFiles(ctx context.Context, cs kubernetes.Interface, ns, name string, 
 func keyFiles(kind, name string, data map[string][]byte, items []corev1.KeyToPath, optional *bool, defMode int32) ([]volumeFile, error) {
 	var files []volumeFile
 	if len(items) == 0 {
-		for _, k := range sortedKeys(data) {
+		for _, k := range slices.Sorted(maps.Keys(data)) {
 			files = append(files, volumeFile{path: k, data: data[k], mode: defMode})
 		}
 		return files, nil
