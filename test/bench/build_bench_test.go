@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -527,10 +526,10 @@ func (b *bench) report(w io.Writer, runs int, loadBefore, loadAfter string, host
 			continue
 		}
 		m := sample{
-			total:  median(ss, func(s sample) time.Duration { return s.total }),
-			build:  median(ss, func(s sample) time.Duration { return s.build }),
-			push:   median(ss, func(s sample) time.Duration { return s.push }),
-			maxRSS: median(ss, func(s sample) int64 { return s.maxRSS }),
+			total:  medianBy(ss, func(s sample) time.Duration { return s.total }),
+			build:  medianBy(ss, func(s sample) time.Duration { return s.build }),
+			push:   medianBy(ss, func(s sample) time.Duration { return s.push }),
+			maxRSS: medianBy(ss, func(s sample) int64 { return s.maxRSS }),
 		}
 		med[sc] = m
 		lo, hi := ss[0].total, ss[0].total
@@ -588,19 +587,6 @@ func (b *bench) report(w io.Writer, runs int, loadBefore, loadAfter string, host
 	} else {
 		fmt.Fprintf(w, "WARNING: %s changed while the benchmark ran (the benchmark itself never writes there: another process, or a regression in mosb).\n", hostContainersDir)
 	}
-}
-
-// median of one figure of the samples (the mean of the middle two for an even count).
-func median[T ~int64](ss []sample, f func(sample) T) T {
-	v := make([]T, len(ss))
-	for i, s := range ss {
-		v[i] = f(s)
-	}
-	sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
-	if n := len(v); n%2 == 0 {
-		return (v[n/2-1] + v[n/2]) / 2
-	}
-	return v[len(v)/2]
 }
 
 // snapshotTree is every path under dir with its size and modification time ("" when dir is absent).

@@ -505,25 +505,7 @@ func poll(t *testing.T, timeout time.Duration, what string, cond func(ctx contex
 // pollEvery checks cond every interval until it holds or the deadline passes.
 func pollEvery(t *testing.T, interval, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), timeout)
-	defer cancel()
-	var lastErr error
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		ok, err := cond(ctx)
-		if ok {
-			return
-		}
-		if err != nil {
-			lastErr = err
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out after %s waiting for %s (last: %v)", timeout, what, lastErr)
-		case <-tick.C:
-		}
-	}
+	harness.Eventually(t.Context(), t, interval, timeout, what, cond)
 }
 
 func freeAddr(t *testing.T) string {

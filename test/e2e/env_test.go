@@ -196,21 +196,5 @@ func (w syncWriter) Write(b []byte) (int, error) {
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), timeout)
-	defer cancel()
-	var lastErr error
-	for {
-		ok, err := cond(ctx)
-		if ok {
-			return
-		}
-		if err != nil {
-			lastErr = err
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, lastErr)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	harness.Eventually(t.Context(), t, 200*time.Millisecond, timeout, what, cond)
 }
