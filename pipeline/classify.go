@@ -14,7 +14,7 @@ import (
 const (
 	ReasonOutOfMemory             = "OutOfMemory"
 	ReasonPodEvicted              = "PodEvicted"
-	ReasonInterrupted             = "Interrupted"
+	ReasonInterrupted             = builder.FailureInterrupted
 	ReasonBuilderImageUnavailable = "BuilderImageUnavailable"
 	ReasonTimeout                 = "Timeout"
 	ReasonInvalidResult           = "InvalidResult"

@@ -1,13 +1,17 @@
 package pipeline
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/mosb-dev/mosb/builder"
+)
 
 // Condition reasons for invalid input (MachineOSConfig Degraded=True). CamelCase, one per fix.
 const (
 	ReasonInvalidPushspec        = "InvalidPushspec"
 	ReasonSecretNotFound         = "SecretNotFound"
 	ReasonInvalidSecret          = "InvalidSecret"
-	ReasonRegistryBlocked        = "RegistryBlocked"
+	ReasonRegistryBlocked        = builder.FailureRegistryBlocked
 	ReasonBaseImageNotByDigest   = "BaseImageNotByDigest"
 	ReasonBaseImageNotSet        = "BaseImageNotSet"
 	ReasonInvalidContainerfile   = "InvalidContainerfile"

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"github.com/mosb-dev/mosb/builder"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -12,8 +13,8 @@ const (
 	ReasonPrepared     = "Prepared"
 	ReasonPodsCreated  = "PodsCreated"
 	ReasonBuilt        = "Built"
-	ReasonBuildFailed  = "BuildFailed"
-	ReasonPushFailed   = "PushFailed"
+	ReasonBuildFailed  = builder.FailureBuildFailed
+	ReasonPushFailed   = builder.FailurePushFailed
 	ReasonSuperseded   = "Superseded"
 	ReasonBuilding     = "Building"
 	ReasonImageMissing = "ImageMissing"
