@@ -176,6 +176,7 @@ func (e *Engine) BuildImage(ctx context.Context, b ArchBuild, rc RegistryConfig,
 		// chroot isolation runs without a container runtime or user namespaces: it works on a plain
 		// host and inside an unprivileged build pod alike.
 		Isolation:               define.IsolationChroot,
+		NetworkInterface:        hostNetwork{},
 		Output:                  tag,
 		OutputFormat:            define.OCIv1ImageManifest,
 		Layers:                  true,
