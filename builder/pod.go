@@ -104,6 +104,10 @@ type PodRequest struct {
 	ActiveDeadlineSeconds *int64
 	// HostNetwork runs the pod in the node's network namespace (only when a flag asks for it).
 	HostNetwork bool
+	// NodeSelector is where the pod may run, as the controller decided it (e.g. a node that runs
+	// the architecture under emulation); nil: a node of the build's architecture
+	// (kubernetes.io/arch).
+	NodeSelector map[string]string
 }
 
 // requestDoc is request.json: everything of the request that is not a file of its own.
@@ -226,7 +230,7 @@ func PodObjects(r PodRequest) (*corev1.ConfigMap, *corev1.Pod, error) {
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: meta(),
 		Spec: corev1.PodSpec{
-			NodeSelector:          map[string]string{corev1.LabelArchStable: r.Build.Arch},
+			NodeSelector:          r.nodeSelector(),
 			RestartPolicy:         corev1.RestartPolicyNever,
 			ActiveDeadlineSeconds: copyInt64(r.ActiveDeadlineSeconds),
 			// The worker makes no API call: no token in the pod.
@@ -341,6 +345,14 @@ func buildSecurityContext() *corev1.SecurityContext {
 	}
 }
 
+// nodeSelector is a copy of the request's, or the build architecture's nodes when it has none.
+func (r PodRequest) nodeSelector() map[string]string {
+	if r.NodeSelector == nil {
+		return map[string]string{corev1.LabelArchStable: r.Build.Arch}
+	}
+	return maps.Clone(r.NodeSelector)
+}
+
 func (r PodRequest) validate() error {
 	what := fmt.Sprintf("build pod %s/%s", r.Namespace, r.Name)
 	if errs := validation.IsDNS1123Subdomain(r.Name); len(errs) > 0 {
@@ -374,6 +386,16 @@ func (r PodRequest) validate() error {
 	}
 	if errs := validation.IsValidLabelValue(r.Build.Arch); len(errs) > 0 {
 		return fmt.Errorf("%s: architecture %q: %s", what, r.Build.Arch, strings.Join(errs, "; "))
+	}
+	if r.NodeSelector != nil && len(r.NodeSelector) == 0 {
+		return fmt.Errorf("%s: an empty node selector would run a %s build on any node", what, r.Build.Arch)
+	}
+	for _, k := range slices.Sorted(maps.Keys(r.NodeSelector)) {
+		errs := validation.IsQualifiedName(k)
+		errs = append(errs, validation.IsValidLabelValue(r.NodeSelector[k])...)
+		if len(errs) > 0 {
+			return fmt.Errorf("%s: node selector %s=%s: %s", what, k, r.NodeSelector[k], strings.Join(errs, "; "))
+		}
 	}
 	if err := registry.ValidateTagPushspec(r.Target); err != nil {
 		return fmt.Errorf("%s: target %q: %w", what, r.Target, err)

@@ -389,6 +389,22 @@ func TestPodObjectsItemsMapNestedPaths(t *testing.T) {
 	}
 }
 
+// The controller decides the placement; the pod takes its node selector as it is given, and
+// changing the request's map afterwards changes no pod.
+func TestPodObjectsNodeSelectorAsGiven(t *testing.T) {
+	r := podRequest(t)
+	r.Build.Arch = "arm64"
+	r.NodeSelector = map[string]string{"emulation.mosb.dev/arm64": "true"}
+	_, pod := podObjects(t, r)
+	if got := pod.Spec.NodeSelector; !reflect.DeepEqual(got, map[string]string{"emulation.mosb.dev/arm64": "true"}) {
+		t.Errorf("nodeSelector = %v", got)
+	}
+	r.NodeSelector["emulation.mosb.dev/arm64"] = "false"
+	if pod.Spec.NodeSelector["emulation.mosb.dev/arm64"] != "true" {
+		t.Error("the pod shares its node selector map with the request")
+	}
+}
+
 func TestPodObjectsDeterministic(t *testing.T) {
 	r1 := podRequest(t)
 	cm1, pod1 := podObjects(t, r1)
@@ -442,6 +458,11 @@ func TestPodObjectsRefusesWhatCannotRun(t *testing.T) {
 		"over a ConfigMap":  func(r *builder.PodRequest) { r.Build.ContextFiles = map[string][]byte{"big": make([]byte, 1<<20)} },
 		"bad secret name":   func(r *builder.PodRequest) { r.PullSecret = "Pull Secret" },
 		"owner without API": func(r *builder.PodRequest) { r.Owner.APIVersion = "" },
+		"empty selector":    func(r *builder.PodRequest) { r.NodeSelector = map[string]string{} },
+		"selector key":      func(r *builder.PodRequest) { r.NodeSelector = map[string]string{"not a key": "true"} },
+		"selector value": func(r *builder.PodRequest) {
+			r.NodeSelector = map[string]string{"emulation.mosb.dev/arm64": "yes please"}
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := podRequest(t)
