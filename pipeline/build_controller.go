@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +49,9 @@ type BuildReconciler struct {
 	DefaultArch    string
 	BuilderVersion string
 	HostNetwork    bool
+	// AllowEmulation lets a build pod run on a node labelled EmulationLabel(arch)=true when the
+	// cluster has no schedulable node of its architecture (see Place).
+	AllowEmulation bool
 	// MaxRetries is how many times a transiently failed build is tried again.
 	MaxRetries int
 	// SucceededHistory and FailedHistory are how many ended MachineOSBuilds of each kind are kept.
@@ -252,6 +256,8 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 
 	results := map[string]builder.WorkerResult{}
 	var failure *Outcome
+	var waiting []string // why pods wait for a node, for the Building condition
+	place := r.placer(ctx)
 	for _, a := range plan.Arches {
 		podName := fmt.Sprintf("%s-%s-%d", b.Name, a.Arch, status.Attempt)
 		entry := mosbv1.ArchitectureBuild{Architecture: a.Arch, PodName: podName, ContainerfileArch: string(a.Selection.EntryArch), Message: noContentNote(a)}
@@ -259,9 +265,22 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 		if err != nil {
 			return 0, err
 		}
-		if pod == nil && !created {
-			if err := r.createPod(ctx, plan, a, b, podName); err != nil {
+		// Where a pod goes is decided when it is made; one no node has taken yet moves when
+		// its placement would be different now (and could run). Any other pod is adopted as
+		// it is, placed by whichever controller made it.
+		var placement Placement
+		if (pod == nil && !created) || Unscheduled(pod) {
+			if placement, err = place(a.Arch); err != nil {
 				return 0, err
+			}
+		}
+		if (pod == nil && !created) || Replace(pod, placement) {
+			if err := r.placePod(ctx, plan, a, b, podName, pod, placement); err != nil {
+				return 0, err
+			}
+			entry.Message = joinNotes(entry.Message, placement.Message)
+			if placement.Waiting {
+				waiting = append(waiting, placement.Message)
 			}
 			setArch(status, entry)
 			continue
@@ -278,10 +297,18 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 			results[a.Arch] = out.Result
 			entry.DigestedImagePushspec = out.Result.Pullspec
 		}
+		note := PlacementMessage(pod, a.Arch, placement)
+		entry.Message = joinNotes(entry.Message, note)
+		if placement.Waiting && note == placement.Message {
+			waiting = append(waiting, note)
+		}
 		setArch(status, entry)
 	}
 
 	phase, reason, message := PhaseBuilding, ReasonPodsCreated, fmt.Sprintf("attempt %d: building %v in namespace %s", status.Attempt, plan.ArchNames(), r.Namespace)
+	if len(waiting) > 0 {
+		message += "; " + strings.Join(waiting, "; ")
+	}
 	var again time.Duration
 	switch {
 	case failure != nil && failure.Retryable && int(status.Attempt) <= r.MaxRetries:
@@ -441,6 +468,17 @@ func noContentNote(a ArchPlan) string {
 	return ""
 }
 
+// joinNotes joins the non-empty notes of an architecture's status message.
+func joinNotes(notes ...string) string {
+	var out []string
+	for _, n := range notes {
+		if n != "" {
+			out = append(out, n)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
 func setArch(s *mosbv1.MachineOSBuildStatus, e mosbv1.ArchitectureBuild) {
 	for i := range s.Architectures {
 		if s.Architectures[i].Architecture == e.Architecture {
@@ -452,7 +490,42 @@ func setArch(s *mosbv1.MachineOSBuildStatus, e mosbv1.ArchitectureBuild) {
 	sort.Slice(s.Architectures, func(i, j int) bool { return s.Architectures[i].Architecture < s.Architectures[j].Architecture })
 }
 
-func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan, b *mosbv1.MachineOSBuild, name string) error {
+// placePod creates an architecture's build pod as placed, replacing old (when not nil): a pod no
+// node has taken, placed otherwise. old goes only as the cache saw it (same UID and
+// resourceVersion): a pod that a scheduler bound meanwhile stays, and the next reconcile sees it.
+func (r *BuildReconciler) placePod(ctx context.Context, plan *Plan, a ArchPlan, b *mosbv1.MachineOSBuild, name string, old *corev1.Pod, p Placement) error {
+	log := ctrl.LoggerFrom(ctx).WithValues("pod", name, "arch", a.Arch, "nodeSelector", p.NodeSelector)
+	if old != nil {
+		uid, rv := old.UID, old.ResourceVersion
+		err := r.Client.Delete(ctx, old, client.Preconditions{UID: &uid, ResourceVersion: &rv})
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			return nil // it changed or went meanwhile: the next reconcile sees how
+		}
+		if err != nil {
+			return fmt.Errorf("deleting pod %s/%s to place it again: %w", old.Namespace, old.Name, err)
+		}
+		log.Info("moving a build pod no node has taken", "from", old.Spec.NodeSelector)
+		r.Recorder.Eventf(b, corev1.EventTypeNormal, ReasonPodMoved, "build pod %s for %s had no node yet; placed again with node selector %v", name, a.Arch, p.NodeSelector)
+	}
+	created, err := r.createPod(ctx, plan, a, b, name, p)
+	switch {
+	case err != nil:
+		return err
+	case !created:
+		// It was there already (the cache was behind); whoever made it said so.
+	case p.Emulated:
+		log.Info("build pod placed under emulation", "label", EmulationLabel(a.Arch), "message", p.Message)
+		r.Recorder.Eventf(b, corev1.EventTypeNormal, ReasonEmulated, "%s: %s", name, p.Message)
+	case p.Waiting:
+		log.Info("build pod waits for a node", "message", p.Message)
+		r.Recorder.Eventf(b, corev1.EventTypeWarning, ReasonNoSchedulableNode, "%s: %s", name, p.Message)
+	}
+	return nil
+}
+
+// createPod creates an architecture's request ConfigMap and build pod, and says whether the pod
+// is new (false: it was there already).
+func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan, b *mosbv1.MachineOSBuild, name string, p Placement) (bool, error) {
 	owner := metav1.NewControllerRef(b, mosbv1.GroupVersion.WithKind("MachineOSBuild"))
 	var deadline *int64
 	if r.BuildTimeout > 0 {
@@ -461,14 +534,18 @@ func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan,
 	}
 	regCfg := plan.Registry
 	regCfg.PullAuth = nil // the pod reads the pull secret from its mount
+	labels := map[string]string{
+		LabelMachineOSConfig: b.Spec.MachineOSConfig.Name,
+		LabelMachineOSBuild:  b.Name,
+		LabelArch:            a.Arch,
+	}
+	if p.Emulated {
+		labels[LabelEmulated] = "true"
+	}
 	cm, pod, err := builder.PodObjects(builder.PodRequest{
-		Name:      name,
-		Namespace: r.Namespace,
-		Labels: map[string]string{
-			LabelMachineOSConfig: b.Spec.MachineOSConfig.Name,
-			LabelMachineOSBuild:  b.Name,
-			LabelArch:            a.Arch,
-		},
+		Name:                  name,
+		Namespace:             r.Namespace,
+		Labels:                labels,
 		Owner:                 *owner,
 		Build:                 a.Build,
 		Target:                plan.Target,
@@ -479,18 +556,22 @@ func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan,
 		BuilderImage:          r.BuilderImage,
 		ActiveDeadlineSeconds: deadline,
 		HostNetwork:           r.HostNetwork,
+		NodeSelector:          p.NodeSelector,
 	})
 	if err != nil {
-		return fmt.Errorf("building the pod of %s for %s: %w", b.Name, a.Arch, err)
+		return false, fmt.Errorf("building the pod of %s for %s: %w", b.Name, a.Arch, err)
 	}
 	if err := r.Client.Create(ctx, cm); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err)
+		return false, fmt.Errorf("creating ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err)
 	}
-	if err := r.Client.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	if err := r.Client.Create(ctx, pod); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("creating pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
-	ctrl.LoggerFrom(ctx).Info("build pod created", "pod", pod.Name, "arch", a.Arch)
-	return nil
+	ctrl.LoggerFrom(ctx).Info("build pod created", "pod", pod.Name, "arch", a.Arch, "emulated", p.Emulated)
+	return true, nil
 }
 
 // publish pushes the OCI index of a multi-architecture build (the single image is already tagged

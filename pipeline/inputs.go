@@ -128,6 +128,22 @@ func (r *BuildReconciler) poolArches(ctx context.Context, pool *mcfgv1.MachineCo
 	return out, nil
 }
 
+// placer decides build pods' placements (Place) from the cluster's nodes, listed from the cache
+// once, the first time it is asked: most reconciles place no pod.
+func (r *BuildReconciler) placer(ctx context.Context) func(arch string) (Placement, error) {
+	var nodes *corev1.NodeList
+	return func(arch string) (Placement, error) {
+		if nodes == nil {
+			list := &corev1.NodeList{}
+			if err := r.Client.List(ctx, list); err != nil {
+				return Placement{}, fmt.Errorf("listing nodes to place the %s build pod: %w", arch, err)
+			}
+			nodes = list
+		}
+		return Place(arch, nodes.Items, r.AllowEmulation), nil
+	}
+}
+
 func (r *BuildReconciler) gatherClusterConfig(ctx context.Context, obj string, in *Inputs) (*Failure, error) {
 	img := &configv1.Image{}
 	switch err := r.Client.Get(ctx, types.NamespacedName{Name: ImageConfigName}, img); {

@@ -40,6 +40,7 @@ type controllerOptions struct {
 	burst            int
 	workers          int
 	pinImages        bool
+	allowEmulation   bool
 }
 
 func newControllerCommand() *cobra.Command {
@@ -69,6 +70,7 @@ func newControllerCommand() *cobra.Command {
 	fl.IntVar(&o.burst, "kube-api-burst", 100, "burst of requests to the API server")
 	fl.IntVar(&o.workers, "workers", 4, "MachineOSConfigs reconciled at once")
 	fl.BoolVar(&o.pinImages, "pin-images", false, "after each successful build, pin the new image and its base in the PinnedImageSet mosb-<pool>, referenced from the pool (the annotation mosb.dev/pin-images: \"true\"/\"false\" on a MachineOSConfig opts in or out)")
+	fl.BoolVar(&o.allowEmulation, "allow-emulation", false, "when no schedulable node has a build's architecture, run its build pod on a node labelled emulation.mosb.dev/<arch>=true (one that runs that architecture under qemu binfmt); without it such a pod waits for a node")
 	fl.DurationVar(&o.imagePullGrace, "builder-image-pull-grace", 5*time.Minute, "how long a build pod may fail to pull the builder image before the build fails with BuilderImageUnavailable")
 	return cmd
 }
@@ -134,6 +136,10 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 		DefaultArch:      runtime.GOARCH,
 		BuilderVersion:   builderVersion(),
 		HostNetwork:      o.hostNetwork,
+		AllowEmulation:   o.allowEmulation,
+	}
+	if o.allowEmulation {
+		ctrl.Log.WithName("setup").Info("emulation allowed: a build with no schedulable node of its architecture runs on a node labelled " + pipeline.EmulationLabelPrefix + "<arch>=true")
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
