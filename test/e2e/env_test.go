@@ -70,6 +70,20 @@ type env struct {
 // several, the base image is a multi-arch index.
 func newEnv(t *testing.T, arches ...string) *env {
 	t.Helper()
+	return newEnvWith(t, envOptions{}, arches...)
+}
+
+// envOptions change what newEnvWith starts.
+type envOptions struct {
+	// nodes replace the default nodes (one worker-pool node per architecture).
+	nodes []kubeletstandin.Node
+	// controllerArgs are added to the controller's flags.
+	controllerArgs []string
+}
+
+// newEnvWith is newEnv with options.
+func newEnvWith(t *testing.T, o envOptions, arches ...string) *env {
+	t.Helper()
 	if len(arches) == 0 {
 		arches = []string{"amd64"}
 	}
@@ -97,6 +111,9 @@ func newEnv(t *testing.T, arches ...string) *env {
 	for _, a := range arches {
 		nodes = append(nodes, kubeletstandin.Node{Name: "node-" + a, Labels: map[string]string{"kubernetes.io/arch": a, harness.WorkerRoleLabel: ""}})
 	}
+	if o.nodes != nil {
+		nodes = o.nodes
+	}
 	ki, err := kubeletstandin.Start(ctx, e.cp.Config, kubeletstandin.Options{
 		Nodes:    nodes,
 		Commands: map[string]string{"mosb": bin},
@@ -107,7 +124,7 @@ func newEnv(t *testing.T, arches ...string) *env {
 	}
 	t.Cleanup(ki.Stop)
 	e.kubelet = ki
-	e.ctrl = startController(t, bin, e.cp.Kubeconfig)
+	e.ctrl = startController(t, bin, e.cp.Kubeconfig, o.controllerArgs...)
 	return e
 }
 
@@ -126,11 +143,12 @@ type controllerProcess struct {
 	log  *bytes.Buffer
 }
 
-func startController(t *testing.T, bin, kubeconfig string) *controllerProcess {
-	p := &controllerProcess{t: t, bin: bin, log: &bytes.Buffer{}, args: []string{
+// startController starts `mosb controller` with the e2e flags and extra ones.
+func startController(t *testing.T, bin, kubeconfig string, extra ...string) *controllerProcess {
+	p := &controllerProcess{t: t, bin: bin, log: &bytes.Buffer{}, args: append([]string{
 		"controller", "--kubeconfig", kubeconfig, "--namespace", buildNamespace, "--builder-image", "mosb:e2e",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--build-timeout", "10m",
-	}}
+	}, extra...)}
 	p.start()
 	t.Cleanup(func() {
 		p.kill()
