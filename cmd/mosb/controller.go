@@ -56,7 +56,7 @@ func newControllerCommand() *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, then $KUBECONFIG, then ~/.kube/config)")
 	fl.StringVar(&o.namespace, "namespace", "openshift-machine-config-operator", "the build namespace: secrets, machine-config-osimageurl, build pods")
-	fl.StringVar(&o.builderImage, "builder-image", "", "the mosb image build pods run (required)")
+	fl.StringVar(&o.builderImage, "builder-image", "", "the mosb image build pods run (default: in a pod with POD_NAME and POD_NAMESPACE set, the image of its container \"controller\")")
 	fl.DurationVar(&o.buildTimeout, "build-timeout", time.Hour, "the longest a build pod may run (activeDeadlineSeconds)")
 	fl.BoolVar(&o.hostNetwork, "host-network", false, "run build pods on the node's network (single-node dev clusters without a pod network)")
 	fl.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "where /metrics is served; 0 disables it")
@@ -76,8 +76,9 @@ func newControllerCommand() *cobra.Command {
 }
 
 func runController(cmd *cobra.Command, o controllerOptions) error {
-	if o.builderImage == "" {
-		return invalid("--builder-image is required: the image build pods run `mosb worker` from")
+	ownPod, err := builderImageSource(o.builderImage, os.Getenv)
+	if err != nil {
+		return err
 	}
 	ctrl.SetLogger(klog.NewKlogr())
 	loading := clientcmd.NewDefaultClientConfigLoadingRules()
@@ -121,6 +122,25 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 	if err != nil {
 		return err
 	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := ctrl.Log.WithName("setup")
+	builderImage := o.builderImage
+	if builderImage != "" {
+		log.Info("builder image", "image", builderImage, "from", "--builder-image")
+	} else {
+		// The manager's API reader goes straight to the API server: the cache is not started.
+		pod, err := readOwnPod(ctx, mgr.GetAPIReader(), ownPod, ownPodBackoff)
+		if err != nil {
+			return err
+		}
+		image, container, err := builderImageFromPod(pod)
+		if err != nil {
+			return fmt.Errorf("%w; set --builder-image", err)
+		}
+		builderImage = image
+		log.Info("builder image", "image", builderImage, "from", "the controller's own pod", "pod", ownPod.String(), "container", container)
+	}
 	r := &pipeline.BuildReconciler{
 		Client:           mgr.GetClient(),
 		APIReader:        mgr.GetAPIReader(),
@@ -131,7 +151,7 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 		ImagePullGrace:   o.imagePullGrace,
 		Workers:          o.workers,
 		Namespace:        o.namespace,
-		BuilderImage:     o.builderImage,
+		BuilderImage:     builderImage,
 		BuildTimeout:     o.buildTimeout,
 		DefaultArch:      runtime.GOARCH,
 		BuilderVersion:   builderVersion(),
@@ -139,10 +159,8 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 		AllowEmulation:   o.allowEmulation,
 	}
 	if o.allowEmulation {
-		ctrl.Log.WithName("setup").Info("emulation allowed: a build with no schedulable node of its architecture runs on a node labelled " + pipeline.EmulationLabelPrefix + "<arch>=true")
+		log.Info("emulation allowed: a build with no schedulable node of its architecture runs on a node labelled " + pipeline.EmulationLabelPrefix + "<arch>=true")
 	}
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
