@@ -58,6 +58,7 @@ func (d *demo) Logf(f string, args ...any)   { fmt.Printf("  "+f+"\n", args...) 
 func (d *demo) Cleanup(f func())             { d.cleanups = append(d.cleanups, f) }
 func (d *demo) Fatal(args ...any)            { panic(failure{fmt.Errorf("%s", fmt.Sprint(args...))}) }
 func (d *demo) Fatalf(f string, args ...any) { panic(failure{fmt.Errorf(f, args...)}) }
+func (d *demo) Errorf(f string, args ...any) { fmt.Fprintf(os.Stderr, "  ERROR: "+f+"\n", args...) }
 func (d *demo) TempDir() string {
 	dir, err := os.MkdirTemp("", "mosb-demo-")
 	if err != nil {

@@ -52,6 +52,8 @@ type ControlPlane struct {
 	Kubeconfig string
 	// Assets is the directory holding etcd, kube-apiserver and kubectl.
 	Assets string
+
+	env *envtest.Environment
 }
 
 // ControlPlaneOption adjusts a control plane before it starts.
@@ -98,17 +100,26 @@ func StartControlPlane(t T, opts ...ControlPlaneOption) *ControlPlane {
 	if err != nil {
 		t.Fatalf("client for control plane: %v", err)
 	}
-	admin, err := env.AddUser(envtest.User{Name: "mosb-test-admin", Groups: []string{"system:masters"}}, nil)
+	cp := &ControlPlane{Config: cfg, Client: c, Assets: assets, env: env}
+	cp.Kubeconfig = cp.KubeconfigFor(t, "mosb-test-admin", "system:masters")
+	return cp
+}
+
+// KubeconfigFor writes a kubeconfig for a user authenticated by a client certificate (user name
+// and groups as Kubernetes reads them from it) and returns its path.
+func (cp *ControlPlane) KubeconfigFor(t T, user string, groups ...string) string {
+	t.Helper()
+	u, err := cp.env.AddUser(envtest.User{Name: user, Groups: groups}, nil)
 	if err != nil {
-		t.Fatalf("adding admin user: %v", err)
+		t.Fatalf("adding user %s: %v", user, err)
 	}
-	kc, err := admin.KubeConfig()
+	kc, err := u.KubeConfig()
 	if err != nil {
-		t.Fatalf("admin kubeconfig: %v", err)
+		t.Fatalf("kubeconfig of %s: %v", user, err)
 	}
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, kc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &ControlPlane{Config: cfg, Client: c, Kubeconfig: kubeconfig, Assets: assets}
+	return path
 }

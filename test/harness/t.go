@@ -6,6 +6,7 @@ type T interface {
 	Helper()
 	Fatal(args ...any)
 	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
 	Logf(format string, args ...any)
 	Cleanup(func())
 	TempDir() string

@@ -1,0 +1,73 @@
+package harness
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// ImageFiles is every regular file of img's layers by path (no leading "./"), later layers
+// winning: what a test reads to see what a build wrote.
+func ImageFiles(img v1.Image) (map[string]string, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	files := map[string]string{}
+	for _, l := range layers {
+		if err := func() error {
+			rc, err := l.Uncompressed()
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			tr := tar.NewReader(rc)
+			for {
+				h, err := tr.Next()
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				if h.Typeflag == tar.TypeReg {
+					b, err := io.ReadAll(tr)
+					if err != nil {
+						return err
+					}
+					files[strings.TrimPrefix(h.Name, "./")] = string(b)
+				}
+			}
+		}(); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
+}
+
+// FileInImage reads one file of the image at ref (see ImageFiles).
+func FileInImage(ref, path string, opts ...remote.Option) (string, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return "", err
+	}
+	img, err := remote.Image(r, opts...)
+	if err != nil {
+		return "", err
+	}
+	files, err := ImageFiles(img)
+	if err != nil {
+		return "", err
+	}
+	f, ok := files[strings.TrimPrefix(path, "/")]
+	if !ok {
+		return "", fmt.Errorf("%s has no file %s", ref, path)
+	}
+	return f, nil
+}
