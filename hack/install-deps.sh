@@ -15,6 +15,7 @@ declare -A want=(
   [openssl]=/usr/bin/openssl
   [jq]=/usr/bin/jq
   [uidmap]=/usr/bin/newuidmap
+  [containerd]=/usr/bin/containerd     # the real-kubelet e2e and demo run pods with it (and runc)
 )
 
 missing=()

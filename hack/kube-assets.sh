@@ -4,7 +4,8 @@
 # Safe to re-run: a cached binary is never rebuilt.
 #
 #   hack/kube-assets.sh            -> prints the assets dir (for KUBEBUILDER_ASSETS)
-#   hack/kube-assets.sh kubelet    -> also builds kube-scheduler and kubelet of the same version
+#   hack/kube-assets.sh kubelet    -> also builds kube-controller-manager, kube-scheduler and kubelet of
+#                                     the same version (a single-node cluster that runs real pods)
 #
 # Env: K8S_VERSION, ETCD_VERSION, MOSB_CACHE (default ~/.cache/mosb).
 set -euo pipefail
@@ -67,7 +68,7 @@ build_kube() { # build_kube NAME...
 
 mkdir -p "$ASSETS"
 want=(kube-apiserver)
-if [ "${1:-}" = kubelet ]; then want+=(kube-scheduler kubelet); fi
+if [ "${1:-}" = kubelet ]; then want+=(kube-controller-manager kube-scheduler kubelet); fi
 if [ ! -x "$ASSETS/etcd" ]; then
   say "building etcd v$ETCD_VERSION"; build_etcd
 fi
