@@ -1,0 +1,401 @@
+package kubelet_test
+
+import (
+	"bufio"
+	"context"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
+	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/pipeline"
+	"github.com/mosb-dev/mosb/test/harness"
+)
+
+const (
+	namespace = "mosb-system" // deploy/'s
+	pool      = "worker"
+	// A real pod's build pulls the base, unpacks it and, for arm64, runs under qemu.
+	buildTimeout = 6 * time.Minute
+)
+
+// cluster is the real single-node cluster the tests share (starting it takes a minute), with mosb
+// deployed in it from deploy/local.
+type cluster struct {
+	*harness.KubeletCluster
+	reg       *harness.Registry
+	base      string
+	mosb      *harness.MosbDeployment
+	emulation bool
+}
+
+// TestRealKubelet runs builds in real pods: kube-scheduler places them, the kubelet runs the mosb
+// image under containerd + runc, and the controller itself runs as the Deployment of deploy/.
+func TestRealKubelet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a kubelet, containerd, kube-apiserver, a registry and buildah")
+	}
+	if why := harness.KubeletUnsupported(); why != "" {
+		// Loud: `make test` prints this line (see the Makefile), so a machine that cannot run it
+		// never passes silently.
+		t.Skipf("SKIPPED: the real-kubelet e2e cannot run on this machine: %s", why)
+	}
+	c := startCluster(t)
+
+	t.Run("two architectures build in two scheduled pods", func(t *testing.T) { testTwoArchitectures(t, c) })
+	t.Run("the controller Deployment recreated mid-build adopts the build", func(t *testing.T) { testDeploymentRecreated(t, c) })
+}
+
+func startCluster(t *testing.T) *cluster {
+	kc := harness.StartKubeletCluster(t)
+	c := &cluster{KubeletCluster: kc, reg: harness.StartRegistry(t)}
+	ctx := t.Context()
+
+	c.base = harness.PushBaseIndex(t, c.reg, "os/base", "amd64", "arm64")
+
+	// A node that runs arm64 binaries through qemu says so; with --allow-emulation (deploy/local)
+	// mosb sends arm64 builds there when no arm64 node exists.
+	c.emulation = qemuRegistered("aarch64")
+	if c.emulation {
+		if _, err := c.Kubectl("label", "node", c.NodeName, pipeline.EmulationLabel("arm64")+"=true"); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// What a MachineOSConfig needs in the cluster. The pool selects no node (its label is on
+	// none), so the architectures come from the MachineOSConfig's containerFile entries.
+	for _, o := range (harness.Cluster{Namespace: namespace, Registry: c.reg, BaseImage: c.base, ReleaseVersion: "4.16.0-kubelet", Pool: pool}).Objects() {
+		if err := c.Client.Create(ctx, o); err != nil {
+			t.Fatalf("creating %T %s: %v", o, o.GetName(), err)
+		}
+	}
+
+	c.mosb = kc.DeployMosb(t, c.reg, harness.MosbBinary(t))
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := c.Kubectl("-n", namespace, "logs", "deployment/"+c.mosb.Name, "--tail=60")
+			t.Logf("controller log:\n%s", out)
+			out, _ = c.Kubectl("get", "pods", "-A", "-o", "wide")
+			t.Logf("pods:\n%s", out)
+		}
+	})
+	return c
+}
+
+func testTwoArchitectures(t *testing.T, c *cluster) {
+	if !c.emulation {
+		t.Skip("SKIPPED: no qemu-aarch64 binfmt handler here (make deps registers it): no node can build arm64")
+	}
+	name := "two-arch"
+	logs := c.followBuildPods(t, name)
+	m := c.newMOSC(name, []mosbv1.MachineOSContainerfile{
+		// Each architecture's own entry (a noarch one would be used only where there is none).
+		{ContainerfileArch: "arm64", Content: "RUN echo arm64 content > /etc/arch-content && uname -m > /etc/built-on"},
+		{ContainerfileArch: "amd64", Content: "RUN echo amd64 content > /etc/arch-content && uname -m > /etc/built-on"},
+	})
+	if err := c.Client.Create(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	m = c.waitReady(t, name)
+	b := c.onlyBuild(t, name)
+
+	// Two pods, placed by kube-scheduler: amd64 natively on the amd64 node, arm64 on the node
+	// that says it emulates arm64.
+	if got := len(b.Status.Architectures); got != 2 {
+		t.Fatalf("MachineOSBuild %s has %d architectures, want amd64 and arm64: %+v", b.Name, got, b.Status.Architectures)
+	}
+	for _, a := range b.Status.Architectures {
+		l := logs.of(t, a.PodName)
+		if l.node != c.NodeName {
+			t.Errorf("pod %s ran on node %q, want %s (scheduled by kube-scheduler)", a.PodName, l.node, c.NodeName)
+		}
+		wantSelector := map[string]string{corev1.LabelArchStable: a.Architecture}
+		if a.Architecture == "arm64" {
+			wantSelector = map[string]string{pipeline.EmulationLabel("arm64"): "true"}
+		}
+		if !maps.Equal(l.nodeSelector, wantSelector) {
+			t.Errorf("pod %s: nodeSelector %v, want %v", a.PodName, l.nodeSelector, wantSelector)
+		}
+		// Each pod's log shows its own build: the RUN steps of its architecture.
+		if want := a.Architecture + " content"; !strings.Contains(l.text, want) {
+			t.Errorf("the log of pod %s does not show its build (%q):\n%s", a.PodName, want, l.text)
+		}
+	}
+
+	// The index is what the registry serves under the tag, and in status.
+	digest := c.servedDigest(t, string(m.Spec.BuildInputs.RenderedImagePushspec))
+	if !strings.HasSuffix(string(m.Status.CurrentImagePullspec), "@"+digest) {
+		t.Fatalf("status has %s, the registry serves %s under the tag", m.Status.CurrentImagePullspec, digest)
+	}
+	idx := c.index(t, string(m.Status.CurrentImagePullspec))
+	for _, arch := range []string{"amd64", "arm64"} {
+		want := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[arch]
+		if got := c.fileIn(t, idx[arch], "etc/built-on"); strings.TrimSpace(got) != want {
+			t.Errorf("the %s image was built on %q (uname -m), want %q", arch, strings.TrimSpace(got), want)
+		}
+	}
+}
+
+func testDeploymentRecreated(t *testing.T, c *cluster) {
+	name := "recreated"
+	logs := c.followBuildPods(t, name)
+	// A build that runs long enough to delete and recreate the Deployment in the middle of it.
+	m := c.newMOSC(name, []mosbv1.MachineOSContainerfile{
+		{ContainerfileArch: mosbv1.NoArch, Content: "RUN sleep 40 && echo slow > /etc/slow"},
+	})
+	if err := c.Client.Create(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	var pod corev1.Pod
+	harness.Eventually(t.Context(), t, 250*time.Millisecond, 2*time.Minute, "the build pod of "+name+" running", func(ctx context.Context) (bool, error) {
+		pods := &corev1.PodList{}
+		if err := c.Client.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabels{pipeline.LabelMachineOSConfig: name}); err != nil {
+			return false, err
+		}
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning {
+				pod = p
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+
+	// Foreground: kubectl returns once the ReplicaSet and the controller's pod are gone too.
+	if out, err := c.Kubectl("-n", namespace, "delete", "deployment", c.mosb.Name, "--cascade=foreground", "--wait=true", "--timeout=2m"); err != nil {
+		t.Fatal(err)
+	} else {
+		t.Log(strings.TrimSpace(out))
+	}
+	still := &corev1.Pod{}
+	if err := c.Client.Get(t.Context(), client.ObjectKeyFromObject(&pod), still); err != nil || still.Status.Phase != corev1.PodRunning {
+		t.Fatalf("the build pod %s should still be running while no controller runs (phase %q, %v): the build is too short for this test", pod.Name, still.Status.Phase, err)
+	}
+	c.Apply(t, c.mosb)
+
+	m = c.waitReady(t, name)
+	b := c.onlyBuild(t, name)
+	if b.Status.Attempt != 1 || len(b.Status.FailedAttempts) != 0 {
+		t.Errorf("MachineOSBuild %s: attempt %d, failed attempts %+v; the recreated controller should have adopted attempt 1", b.Name, b.Status.Attempt, b.Status.FailedAttempts)
+	}
+	if got := logs.podNames(); !slices.Equal(got, []string{pod.Name}) {
+		t.Errorf("build pods of %s: %v, want only %s (adopted, not started again)", name, got, pod.Name)
+	}
+	if l := logs.of(t, pod.Name); l.uid != string(pod.UID) {
+		t.Errorf("pod %s was replaced (uid %s, then %s)", pod.Name, pod.UID, l.uid)
+	}
+	if digest := c.servedDigest(t, string(m.Spec.BuildInputs.RenderedImagePushspec)); !strings.HasSuffix(string(m.Status.CurrentImagePullspec), "@"+digest) {
+		t.Fatalf("status has %s, the registry serves %s", m.Status.CurrentImagePullspec, digest)
+	}
+}
+
+func (c *cluster) newMOSC(name string, files []mosbv1.MachineOSContainerfile) *mosbv1.MachineOSConfig {
+	return &mosbv1.MachineOSConfig{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: mosbv1.MachineOSConfigSpec{
+			MachineConfigPool: mosbv1.MachineConfigPoolReference{Name: pool},
+			BuildInputs: mosbv1.BuildInputs{
+				BaseImagePullSecret:     mosbv1.ImageSecretObjectReference{Name: "pull"},
+				RenderedImagePushSecret: mosbv1.ImageSecretObjectReference{Name: "push"},
+				ImageBuilder:            mosbv1.MachineOSImageBuilder{ImageBuilderType: mosbv1.PodImageBuilder},
+				RenderedImagePushspec:   mosbv1.ImageTagPushspec(c.reg.Host + "/os/" + name + ":latest"),
+				Containerfile:           files,
+			},
+		},
+	}
+}
+
+// waitReady waits until the MachineOSConfig's status holds an image; a failed build fails fast.
+func (c *cluster) waitReady(t *testing.T, name string) *mosbv1.MachineOSConfig {
+	t.Helper()
+	m := &mosbv1.MachineOSConfig{}
+	harness.Eventually(t.Context(), t, time.Second, buildTimeout, "MachineOSConfig "+name+" Ready with an image", func(ctx context.Context) (bool, error) {
+		if err := c.Client.Get(ctx, client.ObjectKey{Name: name}, m); err != nil {
+			return false, err
+		}
+		if cond := meta.FindStatusCondition(m.Status.Conditions, mosbv1.MachineOSConfigDegraded); cond != nil && cond.Status == metav1.ConditionTrue {
+			t.Fatalf("MachineOSConfig %s Degraded: %s: %s", name, cond.Reason, cond.Message)
+		}
+		return meta.IsStatusConditionTrue(m.Status.Conditions, mosbv1.MachineOSConfigReady) && m.Status.CurrentImagePullspec != "", nil
+	})
+	return m
+}
+
+func (c *cluster) onlyBuild(t *testing.T, mosc string) mosbv1.MachineOSBuild {
+	t.Helper()
+	list := &mosbv1.MachineOSBuildList{}
+	if err := c.Client.List(t.Context(), list, client.MatchingLabels{pipeline.LabelMachineOSConfig: mosc}); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 {
+		t.Fatalf("%d MachineOSBuilds for %s, want exactly one", len(list.Items), mosc)
+	}
+	return list.Items[0]
+}
+
+func (c *cluster) servedDigest(t *testing.T, spec string) string {
+	t.Helper()
+	ref, err := name.ParseReference(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Head(ref, remote.WithAuth(c.reg.Auth()), remote.WithTransport(c.reg.Transport()), remote.WithContext(t.Context()))
+	if err != nil {
+		t.Fatalf("the registry does not serve %s: %v", spec, err)
+	}
+	return desc.Digest.String()
+}
+
+// index maps each architecture of the index at ref to its image's reference by digest.
+func (c *cluster) index(t *testing.T, ref string) map[string]string {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Index(r, remote.WithAuth(c.reg.Auth()), remote.WithTransport(c.reg.Transport()), remote.WithContext(t.Context()))
+	if err != nil {
+		t.Fatalf("%s is not an index: %v", ref, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, d := range im.Manifests {
+		if d.Platform != nil {
+			out[d.Platform.Architecture] = r.Context().Digest(d.Digest.String()).String()
+		}
+	}
+	return out
+}
+
+// fileIn reads a file from the image's top layer (where the build's RUN wrote it).
+func (c *cluster) fileIn(t *testing.T, ref, path string) string {
+	t.Helper()
+	f, err := harness.FileInImage(ref, path, remote.WithAuth(c.reg.Auth()), remote.WithTransport(c.reg.Transport()), remote.WithContext(t.Context()))
+	if err != nil {
+		t.Fatalf("reading %s from %s: %v", path, ref, err)
+	}
+	return f
+}
+
+// podLogs follows the build pods of one MachineOSConfig from the moment they exist: the
+// controller deletes them once the build ends, and with them what the kubelet kept.
+type podLogs struct {
+	mu   sync.Mutex
+	pods map[string]*podLog
+}
+
+type podLog struct {
+	uid, node    string
+	nodeSelector map[string]string
+	done         chan struct{}
+	text         string
+}
+
+func (c *cluster) followBuildPods(t *testing.T, mosc string) *podLogs {
+	pl := &podLogs{pods: map[string]*podLog{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			pods := &corev1.PodList{}
+			_ = c.Client.List(ctx, pods, client.InNamespace(namespace), client.MatchingLabels{pipeline.LabelMachineOSConfig: mosc})
+			for _, p := range pods.Items {
+				if p.Spec.NodeName == "" || (p.Status.Phase == corev1.PodPending) {
+					continue
+				}
+				pl.mu.Lock()
+				if _, seen := pl.pods[p.Name]; !seen {
+					l := &podLog{uid: string(p.UID), node: p.Spec.NodeName, nodeSelector: p.Spec.NodeSelector, done: make(chan struct{})}
+					pl.pods[p.Name] = l
+					wg.Add(1)
+					go func(pod string) {
+						defer wg.Done()
+						defer close(l.done)
+						// What a user runs: kubectl logs, through the API server to the kubelet.
+						cmd := exec.CommandContext(ctx, filepath.Join(c.Assets, "kubectl"), "--kubeconfig", c.Kubeconfig,
+							"-n", namespace, "logs", "-f", pod, "-c", builder.PodContainerName)
+						out, err := cmd.CombinedOutput()
+						l.text = string(out)
+						if err != nil {
+							l.text += "\n(kubectl logs: " + err.Error() + ")"
+						}
+					}(p.Name)
+				}
+				pl.mu.Unlock()
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	return pl
+}
+
+func (pl *podLogs) podNames() []string {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	var out []string
+	for n := range pl.pods {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// of waits for the pod's log to end (its container exited) and returns it.
+func (pl *podLogs) of(t *testing.T, pod string) *podLog {
+	t.Helper()
+	pl.mu.Lock()
+	l := pl.pods[pod]
+	pl.mu.Unlock()
+	if l == nil {
+		t.Fatalf("pod %s was never seen running", pod)
+	}
+	select {
+	case <-l.done:
+	case <-time.After(time.Minute):
+		t.Fatalf("the log of pod %s did not end", pod)
+	}
+	return l
+}
+
+func qemuRegistered(arch string) bool {
+	f, err := os.Open("/proc/sys/fs/binfmt_misc/qemu-" + arch)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	enabled, fixBinary := false, false
+	for s.Scan() {
+		line := s.Text()
+		enabled = enabled || line == "enabled"
+		// F: the kernel opens the interpreter at registration, so it works inside containers
+		// whose filesystem has no qemu.
+		if flags, ok := strings.CutPrefix(line, "flags: "); ok {
+			fixBinary = strings.Contains(flags, "F")
+		}
+	}
+	return enabled && fixBinary
+}
