@@ -67,12 +67,12 @@ fuzz: ## every fuzz target for FUZZTIME each
 bench: deps build ## mosb build vs the buildah CLI, cold vs warm; the controller vs mosb build, 200 MachineOSConfigs' reconciles: tables of medians (MOSB_BENCH_RUNS, default 3), minutes
 	MOSB_BENCH=1 MOSB_BIN=$(CURDIR)/$(BIN) $(GO) test $(GOFLAGS_MOSB) -count=1 -v -timeout $(TEST_TIMEOUT) -run '^(TestBuildSpeed|TestPipelineSpeed)$$' ./test/bench
 
-demo: deps build ## local control plane + registry + controller + example MachineOSConfig, ending with the digest
-	@assets=$$(hack/kube-assets.sh | tail -n1); \
+demo: deps build ## a local single-node cluster + registry, mosb deployed from deploy/local, the example MachineOSConfig built in a real pod, ending with the digest in status
+	@assets=$$(hack/kube-assets.sh kubelet | tail -n1); \
 	KUBEBUILDER_ASSETS=$$assets $(GO) run $(GOFLAGS_MOSB) ./test/demo -mosb $(BIN)
 
-demo-down: ## the demo tears itself down when it ends; this removes what an interrupted one (or test) left
-	-@pkill -f 'mosb-demo-' 2>/dev/null; pkill -f 'bin/mosb controller' 2>/dev/null; true
+demo-down: ## the demo tears itself down when it ends; this removes what an interrupted one (or test) left ([x]: pkill must not match its own shell)
+	-@pkill -f '[m]osb-demo-' 2>/dev/null; pkill -f '[b]in/mosb controller' 2>/dev/null; true
 	@$(GO) run $(GOFLAGS_MOSB) ./test/demo -down
 
 clean:

@@ -1,9 +1,13 @@
-// Command demo runs mosb's main job on an embedded local default: a real kube-apiserver + etcd, a
-// docker-registry with authentication and TLS, the tiny base OS image, the kubelet stand-in running
-// build pods as real processes, and `mosb controller`. It applies examples/demo, waits for the
-// digest in status, prints `kubectl get machineosconfigs -o wide`, and tears everything down.
+// Command demo runs mosb's main job on an embedded local default: a single-node cluster (kube-apiserver
+// + etcd, kube-scheduler, kube-controller-manager, a kubelet with containerd + runc), a
+// docker-registry with authentication and TLS, the tiny base OS image, and mosb deployed from
+// deploy/local: its controller a Deployment running the mosb image, its builds real pods. It applies
+// examples/demo, waits for the digest in status, prints `kubectl get machineosconfigs -o wide`, and
+// tears everything down. Where this machine cannot run a kubelet it says so and runs the controller
+// as a process, with build pods run by the kubelet stand-in.
 //
 //	go run ./test/demo -mosb bin/mosb    (make demo)
+//	go run ./test/demo -down             (make demo-down: removes what an interrupted demo left)
 package main
 
 import (
@@ -34,10 +38,23 @@ const namespace = "openshift-machine-config-operator"
 func main() {
 	mosbBin := flag.String("mosb", "bin/mosb", "the mosb binary (make build)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "how long to wait for the image")
+	standIn := flag.Bool("standin", false, "run build pods with the kubelet stand-in even where a real kubelet can run")
+	down := flag.Bool("down", false, "remove what an interrupted demo or test left (kubelet cluster processes, mounts, cgroups, directories) and exit")
 	flag.Parse()
+	if *down {
+		dirs, err := harness.CleanKubeletClusters()
+		for _, d := range dirs {
+			fmt.Println("removed", d)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	d := &demo{}
 	code := 0
-	if err := d.run(*mosbBin, *timeout); err != nil {
+	if err := d.run(*mosbBin, *timeout, *standIn); err != nil {
 		fmt.Fprintln(os.Stderr, "demo failed:", err)
 		code = 1
 	}
@@ -77,7 +94,7 @@ func (d *demo) teardown() {
 
 func step(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
 
-func (d *demo) run(mosbBin string, timeout time.Duration) (err error) {
+func (d *demo) run(mosbBin string, timeout time.Duration, standIn bool) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			f, ok := r.(failure)
@@ -98,8 +115,23 @@ func (d *demo) run(mosbBin string, timeout time.Duration) (err error) {
 		return fmt.Errorf("%s: run `make build` first", bin)
 	}
 
-	step("starting kube-apiserver + etcd (with mosb's and the OpenShift CRDs)")
-	cp := harness.StartControlPlane(d)
+	why := harness.KubeletUnsupported()
+	if standIn {
+		why = "-standin was given"
+	}
+	var cp *harness.ControlPlane
+	var kc *harness.KubeletCluster
+	ns := namespace
+	if why == "" {
+		step("starting a single-node cluster: kube-apiserver + etcd, kube-scheduler, kube-controller-manager, kubelet, containerd + runc")
+		kc = harness.StartKubeletCluster(d)
+		cp = kc.ControlPlane
+		ns = "mosb-system" // deploy/'s
+	} else {
+		fmt.Printf("==> NOTE: no real kubelet here (%s): build pods run on the kubelet stand-in\n", why)
+		step("starting kube-apiserver + etcd (with mosb's and the OpenShift CRDs)")
+		cp = harness.StartControlPlane(d)
+	}
 	c := cp.Client
 	step("starting a docker-registry with htpasswd authentication and TLS")
 	reg := harness.StartRegistry(d)
@@ -108,37 +140,28 @@ func (d *demo) run(mosbBin string, timeout time.Duration) (err error) {
 	d.Logf("base image: %s", base)
 
 	step("creating the cluster objects a MachineOSConfig needs: secrets, CA, pool, rendered MachineConfig, machine-config-osimageurl")
-	for _, o := range (harness.Cluster{Namespace: namespace, Registry: reg, BaseImage: base, ReleaseVersion: "4.16.0-demo",
+	for _, o := range (harness.Cluster{Namespace: ns, Registry: reg, BaseImage: base, ReleaseVersion: "4.16.0-demo",
 		PullSecret: "base-pull", PushSecret: "build-push", RenderedConfig: "rendered-worker-demo"}).Objects() {
 		if err := c.Create(ctx, o); err != nil {
 			return fmt.Errorf("creating %T %s: %w", o, o.GetName(), err)
 		}
 	}
 
-	step("starting the kubelet stand-in (one amd64 worker node; build pods run as real processes)")
-	ki, err := kubeletstandin.Start(ctx, cp.Config, kubeletstandin.Options{
-		Nodes:    []kubeletstandin.Node{{Name: "demo-node", Labels: map[string]string{"kubernetes.io/arch": "amd64", harness.WorkerRoleLabel: ""}}},
-		Commands: map[string]string{"mosb": bin},
-		WorkDir:  d.TempDir(),
-	})
-	if err != nil {
-		return err
+	var ctrlLog func() string
+	if kc != nil {
+		step("making the node a worker: the pool's node selector picks it")
+		if _, err := kc.Kubectl("label", "node", kc.NodeName, harness.WorkerRoleLabel+"="); err != nil {
+			return err
+		}
+		step("building the mosb image with `mosb build`, importing it into containerd, kubectl apply -k deploy/local")
+		dep := kc.DeployMosb(d, reg, bin)
+		ctrlLog = func() string {
+			out, _ := kc.Kubectl("-n", dep.Namespace, "logs", "deployment/"+dep.Name, "--tail=40")
+			return out
+		}
+	} else {
+		ctrlLog = d.startStandIn(ctx, cp, bin)
 	}
-	d.Cleanup(ki.Stop)
-
-	step("starting mosb controller")
-	ctrlLog, err := os.Create(filepath.Join(d.TempDir(), "controller.log"))
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(bin, "controller", "--kubeconfig", cp.Kubeconfig, "--namespace", namespace, "--builder-image", "mosb:demo",
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
-	cmd.Stdout, cmd.Stderr = ctrlLog, ctrlLog
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	d.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM); _ = cmd.Wait() })
 
 	step("kubectl apply -f examples/demo/machineosconfig.yaml")
 	raw, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "examples", "demo", "machineosconfig.yaml"))
@@ -170,8 +193,7 @@ func (d *demo) run(mosbBin string, timeout time.Duration) (err error) {
 			return fmt.Errorf("MachineOSConfig worker is Degraded: %s: %s", c.Reason, c.Message)
 		}
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(ctrlLog.Name())
-			return fmt.Errorf("no image after %s; controller log:\n%s", timeout, log)
+			return fmt.Errorf("no image after %s; controller log:\n%s", timeout, ctrlLog())
 		}
 		select {
 		case <-ctx.Done():
@@ -181,6 +203,43 @@ func (d *demo) run(mosbBin string, timeout time.Duration) (err error) {
 	}
 	step("kubectl get machineosbuilds")
 	_ = kubectl("get", "machineosbuilds").Run()
+	if kc != nil {
+		step("kubectl get pods -n mosb-system -o wide (the controller; finished build pods are cleaned up)")
+		_ = kubectl("get", "pods", "-n", ns, "-o", "wide").Run()
+	}
 	step("kubectl get machineosconfigs -o wide")
 	return kubectl("get", "machineosconfigs", "-o", "wide").Run()
+}
+
+// startStandIn runs build pods with the kubelet stand-in and `mosb controller` as a process; it
+// returns a way to read the controller's log.
+func (d *demo) startStandIn(ctx context.Context, cp *harness.ControlPlane, bin string) func() string {
+	step("starting the kubelet stand-in (one amd64 worker node; build pods run as real processes)")
+	ki, err := kubeletstandin.Start(ctx, cp.Config, kubeletstandin.Options{
+		Nodes:    []kubeletstandin.Node{{Name: "demo-node", Labels: map[string]string{"kubernetes.io/arch": "amd64", harness.WorkerRoleLabel: ""}}},
+		Commands: map[string]string{"mosb": bin},
+		WorkDir:  d.TempDir(),
+	})
+	if err != nil {
+		d.Fatal(err)
+	}
+	d.Cleanup(ki.Stop)
+
+	step("starting mosb controller")
+	logf, err := os.Create(filepath.Join(d.TempDir(), "controller.log"))
+	if err != nil {
+		d.Fatal(err)
+	}
+	cmd := exec.Command(bin, "controller", "--kubeconfig", cp.Kubeconfig, "--namespace", namespace, "--builder-image", "mosb:demo",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		d.Fatal(err)
+	}
+	d.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM); _ = cmd.Wait() })
+	return func() string {
+		raw, _ := os.ReadFile(logf.Name())
+		return string(raw)
+	}
 }

@@ -77,7 +77,14 @@ func (c *KubeletCluster) Apply(t T, d *MosbDeployment) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("kubectl apply -k deploy/local:\n%s", strings.TrimSpace(out))
+	var applied []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		// kubectl warns about objects the harness created before (namespaces, CRDs): noise.
+		if !strings.HasPrefix(line, "Warning: ") {
+			applied = append(applied, line)
+		}
+	}
+	t.Logf("kubectl apply -k deploy/local:\n%s", strings.Join(applied, "\n"))
 	if _, err := c.Kubectl("-n", d.Namespace, "rollout", "status", "deployment/"+d.Name, "--timeout=3m"); err != nil {
 		pods, _ := c.Kubectl("-n", d.Namespace, "describe", "pods")
 		logs, _ := c.Kubectl("-n", d.Namespace, "logs", "deployment/"+d.Name, "--tail=40")
