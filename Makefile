@@ -71,8 +71,9 @@ demo: deps build ## a local single-node cluster + registry, mosb deployed from d
 	@assets=$$(hack/kube-assets.sh kubelet | tail -n1); \
 	KUBEBUILDER_ASSETS=$$assets $(GO) run $(GOFLAGS_MOSB) ./test/demo -mosb $(BIN)
 
-demo-down: ## the demo tears itself down when it ends; this removes what an interrupted one (or test) left ([x]: pkill must not match its own shell)
-	-@pkill -f '[m]osb-demo-' 2>/dev/null; pkill -f '[b]in/mosb controller' 2>/dev/null; true
+# '[m]osb': a pattern that does not match the shell running pkill.
+demo-down: ## the demo tears itself down when it ends; this removes what an interrupted one (or test) left
+	@pkill -f '[m]osb-demo-' || true; pkill -f '[b]in/mosb controller' || true
 	@$(GO) run $(GOFLAGS_MOSB) ./test/demo -down
 
 clean:
