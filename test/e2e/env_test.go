@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -79,6 +80,13 @@ type envOptions struct {
 	nodes []kubeletstandin.Node
 	// controllerArgs are added to the controller's flags.
 	controllerArgs []string
+	// namespace is the build namespace [openshift-machine-config-operator].
+	namespace string
+	// controlPlane adjusts the control plane before it starts.
+	controlPlane []harness.ControlPlaneOption
+	// controllerKubeconfig runs once the cluster objects exist and returns the kubeconfig the
+	// controller runs with [the admin's].
+	controllerKubeconfig func(e *env) string
 }
 
 // newEnvWith is newEnv with options.
@@ -91,7 +99,7 @@ func newEnvWith(t *testing.T, o envOptions, arches ...string) *env {
 		t.Skip("e2e: needs kube-apiserver, docker-registry and buildah")
 	}
 	bin := mosbBinary(t)
-	e := &env{t: t, cp: harness.StartControlPlane(t), reg: harness.StartRegistry(t)}
+	e := &env{t: t, cp: harness.StartControlPlane(t, o.controlPlane...), reg: harness.StartRegistry(t)}
 	e.c = e.cp.Client
 	if len(arches) == 1 {
 		e.base = harness.PushBaseImage(t, e.reg, "os/base", arches[0])
@@ -100,7 +108,7 @@ func newEnvWith(t *testing.T, o envOptions, arches ...string) *env {
 	}
 	ctx := t.Context()
 
-	objs := harness.Cluster{Namespace: buildNamespace, Registry: e.reg, BaseImage: e.base, ReleaseVersion: "4.16.0-e2e",
+	objs := harness.Cluster{Namespace: cmp.Or(o.namespace, buildNamespace), Registry: e.reg, BaseImage: e.base, ReleaseVersion: "4.16.0-e2e",
 		Pool: poolName, RenderedConfig: renderedName}.Objects()
 	for _, o := range objs {
 		if err := e.c.Create(ctx, o); err != nil {
@@ -124,7 +132,14 @@ func newEnvWith(t *testing.T, o envOptions, arches ...string) *env {
 	}
 	t.Cleanup(ki.Stop)
 	e.kubelet = ki
-	e.ctrl = startController(t, bin, e.cp.Kubeconfig, o.controllerArgs...)
+	kubeconfig, args := e.cp.Kubeconfig, o.controllerArgs
+	if o.controllerKubeconfig != nil {
+		kubeconfig = o.controllerKubeconfig(e)
+	}
+	if o.namespace != "" {
+		args = append([]string{"--namespace", o.namespace}, args...)
+	}
+	e.ctrl = startController(t, bin, kubeconfig, args...)
 	return e
 }
 
