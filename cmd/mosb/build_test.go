@@ -1,9 +1,6 @@
 package main
 
 import (
-	"archive/tar"
-	"errors"
-	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +8,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/mosb-dev/mosb/test/harness"
 )
 
 // userSnippet uses RUN, COPY (from an image: the build context holds only mosb's files) and LABEL.
@@ -153,31 +151,9 @@ func (f *buildFixture) pull(t *testing.T, spec string) (v1.Image, string) {
 // imageFiles is every regular file of the image's layers (later layers win).
 func imageFiles(t *testing.T, img v1.Image) map[string]string {
 	t.Helper()
-	layers, err := img.Layers()
+	files, err := harness.ImageFiles(img)
 	if err != nil {
 		t.Fatal(err)
-	}
-	files := map[string]string{}
-	for _, l := range layers {
-		rc, err := l.Uncompressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr := tar.NewReader(rc)
-		for {
-			h, err := tr.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if h.Typeflag == tar.TypeReg {
-				b, _ := io.ReadAll(tr)
-				files[strings.TrimPrefix(h.Name, "./")] = string(b)
-			}
-		}
-		rc.Close()
 	}
 	return files
 }

@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -26,34 +23,8 @@ const (
 	renderedName   = "rendered-worker-1"
 )
 
-var (
-	mosbBinOnce sync.Once
-	mosbBin     string
-	mosbBinErr  error
-)
-
-// mosbBinary builds bin/mosb once for the package: the controller and the build pods run it.
-func mosbBinary(t *testing.T) string {
-	t.Helper()
-	mosbBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "mosb-e2e-bin-")
-		if err != nil {
-			mosbBinErr = err
-			return
-		}
-		mosbBin = filepath.Join(dir, "mosb")
-		cmd := exec.Command("go", "build", "-tags", "containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper",
-			"-o", mosbBin, "./cmd/mosb")
-		cmd.Dir = harness.RepoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			mosbBinErr = fmt.Errorf("go build ./cmd/mosb: %v\n%s", err, out)
-		}
-	})
-	if mosbBinErr != nil {
-		t.Fatal(mosbBinErr)
-	}
-	return mosbBin
-}
+// mosbBinary is the mosb the controller and the build pods run.
+func mosbBinary(t *testing.T) string { return harness.MosbBinary(t) }
 
 // env is one cluster: control plane, registry, a node run by the kubelet stand-in, the cluster
 // objects a MachineOSConfig needs, and the mosb controller as a process.

@@ -49,22 +49,11 @@ func BaseImage(busybox, arch string) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), layer)
-	if err != nil {
-		return nil, err
-	}
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.Architecture, cf.OS = arch, "linux"
-	cf.Created = v1.Time{Time: time.Unix(0, 0).UTC()}
-	cf.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-	cf.Config.Cmd = []string{"/bin/sh"}
-	cf.Config.Labels = map[string]string{"org.opencontainers.image.title": "mosb tiny test base"}
-	return mutate.ConfigFile(img, cf)
+	return singleLayerImage(layer, arch, func(c *v1.Config) {
+		c.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+		c.Cmd = []string{"/bin/sh"}
+		c.Labels = map[string]string{"org.opencontainers.image.title": "mosb tiny test base"}
+	})
 }
 
 func rootfsLayer(busybox []byte) (v1.Layer, error) {

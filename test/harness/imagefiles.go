@@ -12,14 +12,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// ImageFiles is every regular file of img's layers by path (no leading "./"), later layers
-// winning: what a test reads to see what a build wrote.
-func ImageFiles(img v1.Image) (map[string]string, error) {
+// WalkImage calls fn for every entry of img's layers, bottom layer first, with the entry's content.
+func WalkImage(img v1.Image, fn func(h *tar.Header, content io.Reader) error) error {
 	layers, err := img.Layers()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	files := map[string]string{}
 	for _, l := range layers {
 		if err := func() error {
 			rc, err := l.Uncompressed()
@@ -36,19 +34,30 @@ func ImageFiles(img v1.Image) (map[string]string, error) {
 				if err != nil {
 					return err
 				}
-				if h.Typeflag == tar.TypeReg {
-					b, err := io.ReadAll(tr)
-					if err != nil {
-						return err
-					}
-					files[strings.TrimPrefix(h.Name, "./")] = string(b)
+				if err := fn(h, tr); err != nil {
+					return err
 				}
 			}
 		}(); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return files, nil
+	return nil
+}
+
+// ImageFiles is every regular file of img's layers by path (no leading "./"), later layers
+// winning: what a test reads to see what a build wrote.
+func ImageFiles(img v1.Image) (map[string]string, error) {
+	files := map[string]string{}
+	err := WalkImage(img, func(h *tar.Header, content io.Reader) error {
+		if h.Typeflag != tar.TypeReg {
+			return nil
+		}
+		b, err := io.ReadAll(content)
+		files[strings.TrimPrefix(h.Name, "./")] = string(b)
+		return err
+	})
+	return files, err
 }
 
 // FileInImage reads one file of the image at ref (see ImageFiles).

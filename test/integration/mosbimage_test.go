@@ -510,27 +510,8 @@ func (tree fileTree) content(p string) string { return string(tree[p].small) }
 
 func forEachLayerEntry(t *testing.T, img v1.Image, fn func(*tar.Header, io.Reader)) {
 	t.Helper()
-	layers, err := img.Layers()
-	if err != nil {
+	if err := harness.WalkImage(img, func(h *tar.Header, r io.Reader) error { fn(h, r); return nil }); err != nil {
 		t.Fatal(err)
-	}
-	for _, l := range layers {
-		rc, err := l.Uncompressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr := tar.NewReader(rc)
-		for {
-			h, err := tr.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			fn(h, tr)
-		}
-		rc.Close()
 	}
 }
 
