@@ -320,24 +320,6 @@ func (c *KubeletCluster) startKubelet(t T, bin, clientCA string) {
 	})
 }
 
-// PodLog is what the kubelet kept of a container's output (the file `kubectl logs` reads).
-func (c *KubeletCluster) PodLog(pod *corev1.Pod, container string) (string, error) {
-	dir := filepath.Join(c.PodLogsDir, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID), container)
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return "", err
-	}
-	var b strings.Builder
-	for _, e := range entries {
-		raw, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return "", err
-		}
-		b.Write(raw)
-	}
-	return b.String(), nil
-}
-
 // Kubectl runs kubectl as the cluster admin and returns its combined output.
 func (c *KubeletCluster) Kubectl(args ...string) (string, error) {
 	cmd := exec.Command(filepath.Join(c.Assets, "kubectl"), append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
