@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,45 +45,13 @@ func newBuildFixture(t *testing.T, arches ...string) *buildFixture {
 func (f *buildFixture) trust(t *testing.T, hosts ...string) {
 	t.Helper()
 	f.hosts = append(f.hosts, hosts...)
-	write(t, filepath.Join(f.clusterDir, "image.yaml"), `apiVersion: config.openshift.io/v1
-kind: Image
-metadata:
-  name: cluster
-spec:
-  additionalTrustedCA:
-    name: registry-cas
-`)
-	cas := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: registry-cas\n  namespace: openshift-config\ndata:\n"
-	auths := map[string]any{}
-	for _, h := range f.hosts {
-		host, port, _ := strings.Cut(h, ":")
-		cas += fmt.Sprintf("  %s..%s: |\n%s\n", host, port, indent(string(f.reg.CA.PEM), "    "))
-		var one struct{ Auths map[string]any }
-		if err := json.Unmarshal(f.reg.DockerConfigJSON(), &one); err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range one.Auths {
-			auths[h] = v
-		}
-	}
-	write(t, filepath.Join(f.clusterDir, "cas.yaml"), cas)
-	raw, err := json.Marshal(map[string]any{"auths": auths})
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, f.authFile, string(raw))
+	harness.WriteClusterConfig(t, f.clusterDir, f.reg, f.hosts...)
+	harness.WriteAuthFile(t, f.authFile, f.reg, f.hosts...)
 }
 
 // mosc writes a MachineOSConfig with the given user content (noarch when arch is "") and returns its path.
 func (f *buildFixture) mosc(t *testing.T, name, target string, content map[string]string) string {
 	t.Helper()
-	var entries strings.Builder
-	for arch, c := range content {
-		fmt.Fprintf(&entries, "    - content: |\n%s\n", indent(c, "        "))
-		if arch != "" {
-			fmt.Fprintf(&entries, "      containerfileArch: %s\n", arch)
-		}
-	}
 	base := f.base["amd64"]
 	if base == "" {
 		for _, b := range f.base {
@@ -99,29 +65,8 @@ func (f *buildFixture) mosc(t *testing.T, name, target string, content map[strin
 		// Tests of validation never pull it.
 		base = "registry.example.com/os/base@sha256:" + strings.Repeat("0", 64)
 	}
-	doc := fmt.Sprintf(`apiVersion: machineconfiguration.openshift.io/v1alpha1
-kind: MachineOSConfig
-metadata:
-  name: %s
-spec:
-  machineConfigPool:
-    name: worker
-  buildInputs:
-    baseOSImagePullspec: %s
-    releaseVersion: 4.16.0-test
-    imageBuilder:
-      imageBuilderType: PodImageBuilder
-    baseImagePullSecret:
-      name: pull
-    renderedImagePushSecret:
-      name: push
-    renderedImagePushspec: %s
-`, name, base, target)
-	if entries.Len() > 0 {
-		doc += "    containerFile:\n" + entries.String()
-	}
 	p := filepath.Join(f.dir, name+".yaml")
-	write(t, p, doc)
+	write(t, p, string(harness.BuildMachineOSConfig(name, base, target, "4.16.0-test", content)))
 	return p
 }
 
@@ -169,12 +114,4 @@ func write(t *testing.T, path, data string) {
 	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func indent(s, prefix string) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	for i := range lines {
-		lines[i] = prefix + lines[i]
-	}
-	return strings.Join(lines, "\n")
 }

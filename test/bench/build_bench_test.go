@@ -218,26 +218,9 @@ func newFixture(t *testing.T, arch string) *fixture {
 	f := &fixture{reg: harness.StartRegistry(t), dir: t.TempDir(), mosc: map[string]string{}}
 	f.base = harness.PushBaseImage(t, f.reg, "os/base", arch)
 	f.clusterDir = filepath.Join(f.dir, "cluster")
-	host, port, _ := strings.Cut(f.reg.Host, ":")
-	writeFile(t, filepath.Join(f.clusterDir, "image.yaml"), `apiVersion: config.openshift.io/v1
-kind: Image
-metadata:
-  name: cluster
-spec:
-  additionalTrustedCA:
-    name: registry-cas
-`)
-	writeFile(t, filepath.Join(f.clusterDir, "cas.yaml"), fmt.Sprintf(`apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: registry-cas
-  namespace: openshift-config
-data:
-  %s..%s: |
-%s
-`, host, port, indent(string(f.reg.CA.PEM), "    ")))
 	f.authFile = filepath.Join(f.dir, "auth.json")
-	writeFile(t, f.authFile, string(f.reg.DockerConfigJSON()))
+	harness.WriteClusterConfig(t, f.clusterDir, f.reg)
+	harness.WriteAuthFile(t, f.authFile, f.reg)
 	f.policy = filepath.Join(f.dir, "policy.json")
 	writeFile(t, f.policy, `{"default":[{"type":"insecureAcceptAnything"}]}`)
 	for key, spec := range map[string]struct{ repo, variant string }{
@@ -252,27 +235,7 @@ data:
 func (f *fixture) writeMachineOSConfig(t *testing.T, name, target, content string) string {
 	t.Helper()
 	p := filepath.Join(f.dir, name+".yaml")
-	writeFile(t, p, fmt.Sprintf(`apiVersion: machineconfiguration.openshift.io/v1alpha1
-kind: MachineOSConfig
-metadata:
-  name: bench
-spec:
-  machineConfigPool:
-    name: worker
-  buildInputs:
-    baseOSImagePullspec: %s
-    releaseVersion: 4.16.0-bench
-    imageBuilder:
-      imageBuilderType: PodImageBuilder
-    baseImagePullSecret:
-      name: pull
-    renderedImagePushSecret:
-      name: push
-    renderedImagePushspec: %s
-    containerFile:
-    - content: |
-%s
-`, f.base, target, indent(content, "        ")))
+	writeFile(t, p, string(harness.BuildMachineOSConfig("bench", f.base, target, "4.16.0-bench", map[string]string{"": content})))
 	return p
 }
 
@@ -638,14 +601,6 @@ func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-func indent(s, prefix string) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	for i := range lines {
-		lines[i] = prefix + lines[i]
 	}
 	return strings.Join(lines, "\n")
 }

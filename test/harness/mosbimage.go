@@ -133,82 +133,10 @@ func WriteBuildInputs(t T, reg *Registry, dir, mosc, base, target, content strin
 		ClusterConfig:   filepath.Join(dir, "cluster"),
 		AuthFile:        filepath.Join(dir, "auth.json"),
 	}
-	mustWrite(t, in.MachineOSConfig, []byte(machineOSConfigYAML(mosc, base, target, content)))
-	for file, data := range registryClusterConfig(reg) {
-		mustWrite(t, filepath.Join(in.ClusterConfig, file), []byte(data))
-	}
-	auth := reg.DockerConfigJSON()
-	if reg.Username == "" {
-		auth = []byte(`{"auths":{}}`)
-	}
-	mustWrite(t, in.AuthFile, auth)
+	mustWrite(t, in.MachineOSConfig, BuildMachineOSConfig(mosc, base, target, "", map[string]string{"noarch": content}))
+	WriteClusterConfig(t, in.ClusterConfig, reg)
+	WriteAuthFile(t, in.AuthFile, reg)
 	return in
-}
-
-// machineOSConfigYAML is a MachineOSConfig for pool mosb with one noarch containerFile entry.
-func machineOSConfigYAML(mosc, base, target, content string) string {
-	return fmt.Sprintf(`apiVersion: machineconfiguration.openshift.io/v1alpha1
-kind: MachineOSConfig
-metadata:
-  name: %s
-spec:
-  machineConfigPool:
-    name: mosb
-  buildInputs:
-    baseOSImagePullspec: %s
-    imageBuilder:
-      imageBuilderType: PodImageBuilder
-    baseImagePullSecret:
-      name: pull
-    renderedImagePushSecret:
-      name: push
-    renderedImagePushspec: %s
-    containerFile:
-    - containerfileArch: noarch
-      content: |
-%s
-`, mosc, base, target, indentLines(content, "        "))
-}
-
-// registryClusterConfig is a --cluster-config directory (file name -> content) through which a
-// build reaches reg: its CA as additionalTrustedCA, or the registry listed as insecure when it
-// speaks plain HTTP.
-func registryClusterConfig(reg *Registry) map[string]string {
-	if reg.CA == nil {
-		return map[string]string{"image.yaml": fmt.Sprintf(`apiVersion: config.openshift.io/v1
-kind: Image
-metadata:
-  name: cluster
-spec:
-  registrySources:
-    insecureRegistries:
-    - %q
-`, reg.Host)}
-	}
-	host, port, _ := strings.Cut(reg.Host, ":")
-	key := host
-	if port != "" {
-		key += ".." + port
-	}
-	return map[string]string{
-		"image.yaml": `apiVersion: config.openshift.io/v1
-kind: Image
-metadata:
-  name: cluster
-spec:
-  additionalTrustedCA:
-    name: registry-cas
-`,
-		"cas.yaml": fmt.Sprintf(`apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: registry-cas
-  namespace: openshift-config
-data:
-  %s: |
-%s
-`, key, indentLines(string(reg.CA.PEM), "    ")),
-	}
 }
 
 // MosbRuntimeImage is the mosb image's base: one layer holding what the binary at mosbBin needs at
@@ -523,14 +451,6 @@ func (fs *rootfs) layer() (v1.Layer, error) {
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(data)), nil
 	}, tarball.WithMediaType(types.OCILayer))
-}
-
-func indentLines(s, prefix string) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	for i := range lines {
-		lines[i] = prefix + lines[i]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // lastLines is the last n lines of s.
