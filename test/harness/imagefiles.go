@@ -80,3 +80,31 @@ func FileInImage(ref, path string, opts ...remote.Option) (string, error) {
 	}
 	return f, nil
 }
+
+// IndexImages maps each platform architecture of the index at ref to its image by digest; an
+// index with two images of one architecture is an error.
+func IndexImages(ref string, opts ...remote.Option) (map[string]string, error) {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := remote.Index(r, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%s is not an index: %w", ref, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, d := range im.Manifests {
+		if d.Platform == nil {
+			continue
+		}
+		if _, dup := out[d.Platform.Architecture]; dup {
+			return nil, fmt.Errorf("the index %s has more than one %s image", ref, d.Platform.Architecture)
+		}
+		out[d.Platform.Architecture] = r.Context().Digest(d.Digest.String()).String()
+	}
+	return out, nil
+}

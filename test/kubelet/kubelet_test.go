@@ -263,25 +263,11 @@ func (c *cluster) servedDigest(t *testing.T, spec string) string {
 // index maps each architecture of the index at ref to its image's reference by digest.
 func (c *cluster) index(t *testing.T, ref string) map[string]string {
 	t.Helper()
-	r, err := name.ParseReference(ref)
+	images, err := harness.IndexImages(ref, remote.WithAuth(c.reg.Auth()), remote.WithTransport(c.reg.Transport()), remote.WithContext(t.Context()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx, err := remote.Index(r, remote.WithAuth(c.reg.Auth()), remote.WithTransport(c.reg.Transport()), remote.WithContext(t.Context()))
-	if err != nil {
-		t.Fatalf("%s is not an index: %v", ref, err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for _, d := range im.Manifests {
-		if d.Platform != nil {
-			out[d.Platform.Architecture] = r.Context().Digest(d.Digest.String()).String()
-		}
-	}
-	return out
+	return images
 }
 
 // fileIn reads a file from the image's top layer (where the build's RUN wrote it).
