@@ -322,6 +322,7 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 		reason, message = "Retrying", fmt.Sprintf("attempt %d failed (%s: %s); attempt %d of %d starts in %s",
 			status.Attempt-1, failure.Reason, failure.Message, status.Attempt, r.MaxRetries+1, again)
 		r.metrics().retried(failure.Reason)
+		ctrl.LoggerFrom(ctx).Info("build attempt failed; retrying", "machineosbuild", b.Name, "attempt", status.Attempt-1, "reason", failure.Reason, "after", again)
 		r.Recorder.Eventf(b, corev1.EventTypeWarning, failure.Reason, "attempt %d failed, retrying: %s", status.Attempt-1, failure.Message)
 	case failure != nil:
 		phase, reason, message = PhaseFailed, failure.Reason, failure.Message
@@ -349,6 +350,7 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 	}
 	*b = *updated
 	if phase.Terminal() {
+		ctrl.LoggerFrom(ctx).Info("build finished", "machineosbuild", b.Name, "phase", phase, "reason", reason, "message", message)
 		evType := corev1.EventTypeNormal
 		if phase != PhaseSucceeded {
 			evType = corev1.EventTypeWarning

@@ -420,14 +420,19 @@ func (e *env) waitBuilt(name string, n int) *mosbv1.MachineOSBuild {
 				c := meta.FindStatusCondition(newest.Status.Conditions, mosbv1.MachineOSBuildFailed)
 				return false, fmt.Errorf("%s failed: %s", newest.Name, c.Message)
 			}
-			return false, nil
+			if newest == nil {
+				return false, fmt.Errorf("%s has no MachineOSBuild yet", name)
+			}
+			return false, fmt.Errorf("%s has %d MachineOSBuilds; the newest, %s, is %s: %s", name, len(builds), newest.Name, pipeline.Phase(newest), conditionsText(newest.Status.Conditions))
 		}
 		m := &mosbv1.MachineOSConfig{}
 		if err := e.c.Get(ctx, client.ObjectKey{Name: name}, m); err != nil {
 			return false, err
 		}
-		return string(m.Status.CurrentImagePullspec) == newest.Status.DigestedImagePushspec &&
-			meta.IsStatusConditionTrue(m.Status.Conditions, mosbv1.MachineOSConfigReady), nil
+		if string(m.Status.CurrentImagePullspec) != newest.Status.DigestedImagePushspec || !meta.IsStatusConditionTrue(m.Status.Conditions, mosbv1.MachineOSConfigReady) {
+			return false, fmt.Errorf("%s built %s, but %s's status has %q: %s", newest.Name, newest.Status.DigestedImagePushspec, name, m.Status.CurrentImagePullspec, conditionsText(m.Status.Conditions))
+		}
+		return true, nil
 	})
 	return newest
 }
@@ -577,4 +582,13 @@ func eventsFor(ctx context.Context, c client.Client, kind, objName string) ([]co
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreationTimestamp.Before(&out[j].CreationTimestamp) })
 	return out, nil
+}
+
+// conditionsText is conditions as one line, for a test's report of what it saw.
+func conditionsText(conds []metav1.Condition) string {
+	var parts []string
+	for _, c := range conds {
+		parts = append(parts, fmt.Sprintf("%s=%s %s %q", c.Type, c.Status, c.Reason, c.Message))
+	}
+	return strings.Join(parts, "; ")
 }

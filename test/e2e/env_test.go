@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"fmt"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
 	"github.com/mosb-dev/mosb/test/harness"
 	"github.com/mosb-dev/mosb/test/kubeletstandin"
 )
@@ -93,15 +96,22 @@ func newEnvWith(t *testing.T, o envOptions, arches ...string) *env {
 	if o.nodes != nil {
 		nodes = o.nodes
 	}
+	standinLog := &lockedBuffer{}
 	ki, err := kubeletstandin.Start(ctx, e.cp.Config, kubeletstandin.Options{
 		Nodes:    nodes,
 		Commands: map[string]string{"mosb": bin},
 		WorkDir:  t.TempDir(),
+		Log:      standinLog,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(ki.Stop)
+	t.Cleanup(func() {
+		if t.Failed() {
+			e.reportFailure(standinLog.String())
+		}
+	})
 	e.kubelet = ki
 	kubeconfig, args := e.cp.Kubeconfig, o.controllerArgs
 	if o.controllerKubeconfig != nil {
@@ -201,4 +211,66 @@ func (w syncWriter) Write(b []byte) (int, error) {
 func eventually(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
 	t.Helper()
 	harness.Eventually(t.Context(), t, 200*time.Millisecond, timeout, what, cond)
+}
+
+// reportFailure prints what a failed test needs to be understood without a rerun: every
+// MachineOSBuild with its conditions, the pods in the build namespace, the output of every pod
+// the stand-in ran, and the stand-in's own log. It runs before the control plane stops.
+func (e *env) reportFailure(standinLog string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(e.t.Context()), 30*time.Second)
+	defer cancel()
+	var sb strings.Builder
+	builds := &mosbv1.MachineOSBuildList{}
+	if err := e.c.List(ctx, builds); err != nil {
+		fmt.Fprintf(&sb, "listing MachineOSBuilds: %v\n", err)
+	}
+	for _, b := range builds.Items {
+		fmt.Fprintf(&sb, "MachineOSBuild %s (attempt %d, created %s):\n", b.Name, b.Status.Attempt, b.CreationTimestamp.Format(time.RFC3339))
+		for _, c := range b.Status.Conditions {
+			fmt.Fprintf(&sb, "  %s=%s %s: %s (%s)\n", c.Type, c.Status, c.Reason, c.Message, c.LastTransitionTime.Format(time.RFC3339))
+		}
+		for _, a := range b.Status.Architectures {
+			fmt.Fprintf(&sb, "  %s: pod %s %s %s\n", a.Architecture, a.PodName, a.DigestedImagePushspec, a.Message)
+		}
+	}
+	pods := &corev1.PodList{}
+	if err := e.c.List(ctx, pods); err != nil {
+		fmt.Fprintf(&sb, "listing pods: %v\n", err)
+	}
+	for _, p := range pods.Items {
+		fmt.Fprintf(&sb, "pod %s/%s on %q: %s\n", p.Namespace, p.Name, p.Spec.NodeName, p.Status.Phase)
+		for _, c := range p.Status.Conditions {
+			fmt.Fprintf(&sb, "  %s=%s %s %s\n", c.Type, c.Status, c.Reason, c.Message)
+		}
+		for _, c := range p.Status.ContainerStatuses {
+			fmt.Fprintf(&sb, "  container %s: %+v\n", c.Name, c.State)
+		}
+	}
+	for _, key := range e.kubelet.RanPods() {
+		ns, name, _ := strings.Cut(key, "/")
+		out, err := e.kubelet.Logs(ns, name)
+		if err != nil {
+			out += fmt.Sprintf("(reading the log: %v)", err)
+		}
+		fmt.Fprintf(&sb, "--- output of pod %s ---\n%s\n", key, out)
+	}
+	e.t.Logf("cluster state at the failure:\n%s--- kubelet stand-in log ---\n%s", sb.String(), standinLog)
+}
+
+// lockedBuffer is a bytes.Buffer written from many goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -322,6 +324,14 @@ func (s *StandIn) Logs(namespace, pod string) (string, error) {
 		}
 	}
 	return sb.String(), nil
+}
+
+// RanPods lists, as namespace/name and sorted, every pod of which a container has run here: what
+// a test reports when it fails.
+func (s *StandIn) RanPods() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.pods))
 }
 
 // ContainerLogs returns the output of the latest run of one container of the latest pod of that name.
