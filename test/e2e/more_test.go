@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -83,20 +82,17 @@ func TestPoolOfTwoArchitecturesGetsAnIndex(t *testing.T) {
 		t.Fatalf("built %v, want the pool's node architectures amd64,arm64", arches)
 	}
 
-	ref, err := name.ParseReference(string(m.Status.CurrentImagePullspec))
+	images, err := harness.IndexImages(string(m.Status.CurrentImagePullspec), remote.WithAuth(e.reg.Auth()), remote.WithTransport(e.reg.Transport()), remote.WithContext(ctx))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("status does not name an index of one image per architecture: %v", err)
 	}
-	idx, err := remote.Index(ref, remote.WithAuth(e.reg.Auth()), remote.WithTransport(e.reg.Transport()), remote.WithContext(ctx))
-	if err != nil {
-		t.Fatalf("status does not name an index: %v", err)
+	if len(images) != 2 {
+		t.Fatalf("the index holds %v, want one amd64 and one arm64 image", images)
 	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(im.Manifests) != 2 {
-		t.Fatalf("the index has %d images, want 2", len(im.Manifests))
+	for _, a := range b.Status.Architectures {
+		if images[a.Architecture] != a.DigestedImagePushspec {
+			t.Errorf("the index's %s image is %q, the build pushed %s", a.Architecture, images[a.Architecture], a.DigestedImagePushspec)
+		}
 	}
 	if served := e.servedDigest(e.reg.Host + "/os/multi:latest"); !strings.HasSuffix(string(m.Status.CurrentImagePullspec), served) {
 		t.Errorf("the tag serves %s, status says %s", served, m.Status.CurrentImagePullspec)
