@@ -13,8 +13,12 @@
 //     removed, as the node lifecycle controller would once the node is Ready.
 //   - Schedules: a pending pod with no spec.nodeName and schedulerName default-scheduler (or empty)
 //     whose nodeSelector, required node affinity and tolerations fit one of its nodes is bound to the
-//     first such node through the pods/binding subresource. A pod that fits none stays Pending with
-//     PodScheduled=False, reason Unschedulable and a scheduler-like message, and never runs.
+//     first such node (in the order of Options.Nodes) through the pods/binding subresource. The nodes
+//     are watched, so what counts is their current labels and taints; a cordoned node
+//     (spec.unschedulable) fits only pods tolerating node.kubernetes.io/unschedulable:NoSchedule, and a
+//     node being deleted fits none. A pod that fits none stays Pending with PodScheduled=False, reason
+//     Unschedulable and a scheduler-like message, and never runs until a change to one of the nodes
+//     (labels, taints, cordon, deletion) makes it fit: every such change retries the pending pods.
 //   - Runs a bound pod: volumes are materialised under the work dir, init containers run one after the
 //     other, then the main containers run concurrently. Each container is a real process: the
 //     container's command[0] is looked up in Options.Commands (an unknown one fails the container with
@@ -79,9 +83,10 @@
 //   - Processes are tracked by process group: a process that starts its own session (setsid) escapes the
 //     kill. ConfigMap and Secret volumes are written once, when the pod starts, not kept in sync.
 //   - The Node objects get no heartbeats after registration (nothing on an envtest control plane checks
-//     them). Stop kills the running processes without writing their statuses: the pods stay as last
-//     reported. A pod already bound to a stand-in node but not terminal when the stand-in starts is run
-//     from the beginning.
+//     them), and no node lifecycle controller acts on them: cordoning adds no taint, and a node's pods
+//     are neither evicted nor stopped when it is tainted, cordoned or deleted. Stop kills the running
+//     processes without writing their statuses: the pods stay as last reported. A pod already bound to
+//     a stand-in node but not terminal when the stand-in starts is run from the beginning.
 //   - It must run as root (mount namespaces), and a binary that embeds this package must let its init
 //     function run (any import does).
 package kubeletstandin

@@ -16,7 +16,8 @@ import (
 
 const defaultSchedulerName = "default-scheduler"
 
-// schedule binds a pending pod to the first stand-in node it fits, or marks it unschedulable.
+// schedule binds a pending pod to the first stand-in node it fits, as that node is now, or marks it
+// unschedulable; a change to one of the nodes brings it back here (requeuePending).
 func (s *StandIn) schedule(ctx context.Context, pod *corev1.Pod) error {
 	if pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return nil
@@ -24,8 +25,12 @@ func (s *StandIn) schedule(ctx context.Context, pod *corev1.Pod) error {
 	if pod.Spec.SchedulerName != "" && pod.Spec.SchedulerName != defaultSchedulerName {
 		return nil // another scheduler's pod
 	}
+	nodes := s.currentNodes()
+	if len(nodes) == 0 {
+		return s.markUnschedulable(ctx, pod, "no nodes available to schedule pods")
+	}
 	misfits := map[string]int{}
-	for _, n := range s.nodes {
+	for _, n := range nodes {
 		why := fitError(pod, n)
 		if why == "" {
 			return s.bind(ctx, pod, n.Name)
@@ -36,7 +41,7 @@ func (s *StandIn) schedule(ctx context.Context, pod *corev1.Pod) error {
 	for _, why := range slices.Sorted(maps.Keys(misfits)) {
 		parts = append(parts, fmt.Sprintf("%d node(s) %s", misfits[why], why))
 	}
-	msg := fmt.Sprintf("0/%d nodes are available: %s.", len(s.nodes), strings.Join(parts, ", "))
+	msg := fmt.Sprintf("0/%d nodes are available: %s.", len(nodes), strings.Join(parts, ", "))
 	return s.markUnschedulable(ctx, pod, msg)
 }
 
@@ -92,6 +97,15 @@ func (s *StandIn) markUnschedulable(ctx context.Context, pod *corev1.Pod, msg st
 // fitError says why the pod cannot go to the node ("" when it can), in the scheduler's words.
 // Resources are not considered: the stand-in ignores requests and limits.
 func fitError(pod *corev1.Pod, node *corev1.Node) string {
+	if node.DeletionTimestamp != nil {
+		return "were being deleted"
+	}
+	// A cordoned node, as kube-scheduler's NodeUnschedulable plugin sees it: only pods that tolerate
+	// the taint a cordon stands for (the node lifecycle controller, absent here, would add it) fit.
+	cordon := corev1.Taint{Key: corev1.TaintNodeUnschedulable, Effect: corev1.TaintEffectNoSchedule}
+	if node.Spec.Unschedulable && !tolerated(pod.Spec.Tolerations, cordon) {
+		return "were unschedulable"
+	}
 	for k, v := range pod.Spec.NodeSelector {
 		if got, ok := node.Labels[k]; !ok || got != v {
 			return "didn't match Pod's node affinity/selector"

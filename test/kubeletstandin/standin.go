@@ -20,9 +20,11 @@ import (
 	"github.com/go-logr/logr/funcr"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -87,19 +89,20 @@ const (
 
 // StandIn is a running kubelet (and scheduler) stand-in. Create it with Start; Stop it.
 type StandIn struct {
-	opts    Options
-	cs      kubernetes.Interface
-	log     logr.Logger
-	helper  string // the binary re-executed to set up each container's mount namespace
-	nodes   []*corev1.Node
-	output  *lockedWriter
-	ctx     context.Context
-	cancel  context.CancelFunc
-	queue   workqueue.TypedRateLimitingInterface[string]
-	events  record.EventBroadcaster
-	record  record.EventRecorder
-	listers map[string]listersv1.PodLister // by namespace; "" = all namespaces
-	facts   []informers.SharedInformerFactory
+	opts       Options
+	cs         kubernetes.Interface
+	log        logr.Logger
+	helper     string   // the binary re-executed to set up each container's mount namespace
+	nodes      []string // the names of its nodes, in the order of Options.Nodes: the scheduler's preference
+	output     *lockedWriter
+	ctx        context.Context
+	cancel     context.CancelFunc
+	queue      workqueue.TypedRateLimitingInterface[string]
+	events     record.EventBroadcaster
+	record     record.EventRecorder
+	listers    map[string]listersv1.PodLister // by namespace; "" = all namespaces
+	nodeLister listersv1.NodeLister           // the current Node objects, which tests may relabel, taint or cordon
+	facts      []informers.SharedInformerFactory
 
 	mu       sync.Mutex
 	stopped  bool
@@ -209,17 +212,16 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*StandIn, error
 		s.output = &lockedWriter{w: opts.ContainerOutput}
 	}
 	for _, n := range opts.Nodes {
-		node, err := s.registerNode(ctx, n)
-		if err != nil {
+		if err := s.registerNode(ctx, n); err != nil {
 			return nil, err
 		}
-		s.nodes = append(s.nodes, node)
+		s.nodes = append(s.nodes, n.Name)
 	}
 
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.events = record.NewBroadcaster(record.WithContext(s.ctx))
 	s.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
-	s.record = s.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component, Host: s.nodes[0].Name})
+	s.record = s.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component, Host: s.nodes[0]})
 	s.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.DefaultTypedControllerRateLimiter[string](),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "kubelet-standin-pods"})
@@ -246,18 +248,43 @@ func Start(ctx context.Context, cfg *rest.Config, opts Options) (*StandIn, error
 		s.facts = append(s.facts, f)
 		f.Start(s.ctx.Done())
 	}
+	// Nodes are watched after the pod listers exist: a node event re-enqueues the pods they list.
+	nodeFactory := informers.NewSharedInformerFactory(cs, 0)
+	nodeInformer := nodeFactory.Core().V1().Nodes()
+	if _, err := nodeInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj interface{}) {
+			if n, ok := obj.(*corev1.Node); ok && s.ownsNode(n.Name) {
+				s.requeuePending()
+			}
+		},
+		UpdateFunc: func(oldObj, newObj interface{}) {
+			old, okOld := oldObj.(*corev1.Node)
+			cur, okCur := newObj.(*corev1.Node)
+			if okOld && okCur && s.ownsNode(cur.Name) && schedulingChanged(old, cur) {
+				s.requeuePending()
+			}
+		},
+	}); err != nil {
+		s.shutdown()
+		return nil, err
+	}
+	s.nodeLister = nodeInformer.Lister()
+	synced = append(synced, nodeInformer.Informer().HasSynced)
+	s.facts = append(s.facts, nodeFactory)
+	nodeFactory.Start(s.ctx.Done())
+
 	syncCtx, cancelSync := context.WithTimeout(s.ctx, time.Minute)
 	defer cancelSync()
 	if !cache.WaitForCacheSync(syncCtx.Done(), synced...) {
 		s.Stop()
-		return nil, errors.New("kubelet stand-in: pod cache did not sync within a minute")
+		return nil, errors.New("kubelet stand-in: pod and node caches did not sync within a minute")
 	}
 	for i := 0; i < 2; i++ {
 		s.queueWG.Add(1)
 		go s.consume()
 	}
 	context.AfterFunc(ctx, s.Stop)
-	s.log.Info("started", "nodes", nodeNames(s.nodes), "namespaces", opts.Namespaces, "workDir", work)
+	s.log.Info("started", "nodes", s.nodes, "namespaces", opts.Namespaces, "workDir", work)
 	return s, nil
 }
 
@@ -289,14 +316,44 @@ func (s *StandIn) shutdown() {
 }
 
 // NodeNames are the names of the nodes the stand-in pretends to be.
-func (s *StandIn) NodeNames() []string { return nodeNames(s.nodes) }
+func (s *StandIn) NodeNames() []string { return slices.Clone(s.nodes) }
 
-func nodeNames(nodes []*corev1.Node) []string {
-	var out []string
-	for _, n := range nodes {
-		out = append(out, n.Name)
+// currentNodes are the informer's copies of the stand-in's nodes, in the order of Options.Nodes; a
+// node that no longer exists is left out. They are the cache's objects: read them, never change them.
+func (s *StandIn) currentNodes() []*corev1.Node {
+	var out []*corev1.Node
+	for _, name := range s.nodes {
+		if n, err := s.nodeLister.Get(name); err == nil {
+			out = append(out, n)
+		}
 	}
 	return out
+}
+
+// schedulingChanged: the node differs in something the scheduler decides on (labels, taints,
+// spec.unschedulable, being deleted). Status updates alone are not worth a pass over the pending pods.
+func schedulingChanged(old, cur *corev1.Node) bool {
+	return !maps.Equal(old.Labels, cur.Labels) ||
+		!equality.Semantic.DeepEqual(old.Spec.Taints, cur.Spec.Taints) ||
+		old.Spec.Unschedulable != cur.Spec.Unschedulable ||
+		(old.DeletionTimestamp == nil) != (cur.DeletionTimestamp == nil)
+}
+
+// requeuePending puts every pod still waiting for a node back on the queue: after a node change it may
+// fit, just as kube-scheduler moves its unschedulable pods back to the active queue on node events.
+func (s *StandIn) requeuePending() {
+	for _, l := range s.listers {
+		pods, err := l.List(labels.Everything())
+		if err != nil {
+			s.log.Error(err, "cannot list pods to retry scheduling after a node change")
+			continue
+		}
+		for _, p := range pods {
+			if p.Spec.NodeName == "" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+				s.enqueue(p)
+			}
+		}
+	}
 }
 
 // Logs returns the output of every container run of the latest pod of that name, init containers
@@ -423,14 +480,7 @@ func (s *StandIn) cachedPod(key string) *corev1.Pod {
 	return p
 }
 
-func (s *StandIn) ownsNode(name string) bool {
-	for _, n := range s.nodes {
-		if n.Name == name {
-			return true
-		}
-	}
-	return false
-}
+func (s *StandIn) ownsNode(name string) bool { return slices.Contains(s.nodes, name) }
 
 // sync brings one pod key forward: schedule it, start its worker, tell its worker what changed, or
 // remove a deleted pod nobody is running.
@@ -515,19 +565,19 @@ func (s *StandIn) forceDelete(ctx context.Context, pod *corev1.Pod) error {
 }
 
 // registerNode creates (or updates) the Node object and reports it Ready.
-func (s *StandIn) registerNode(ctx context.Context, n Node) (*corev1.Node, error) {
+func (s *StandIn) registerNode(ctx context.Context, n Node) error {
 	arch := n.Arch
 	if arch == "" {
 		arch = runtime.GOARCH
 	}
-	labels := map[string]string{
+	nodeLabels := map[string]string{
 		corev1.LabelArchStable:          arch,
 		corev1.LabelOSStable:            "linux",
 		corev1.LabelHostname:            n.Name,
 		"kubelet-standin.mosb.dev/node": "true",
 	}
 	for k, v := range n.Labels {
-		labels[k] = v
+		nodeLabels[k] = v
 	}
 	capacity := machineCapacity()
 	for k, v := range n.Capacity {
@@ -535,27 +585,26 @@ func (s *StandIn) registerNode(ctx context.Context, n Node) (*corev1.Node, error
 	}
 	nodes := s.cs.CoreV1().Nodes()
 	want := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: nodeLabels},
 		Spec:       corev1.NodeSpec{Taints: n.Taints},
 	}
 	if _, err := nodes.Create(ctx, want, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("kubelet stand-in: creating node %s: %w", n.Name, err)
+		return fmt.Errorf("kubelet stand-in: creating node %s: %w", n.Name, err)
 	}
 	// The apiserver taints a new node not-ready; the node lifecycle controller (absent here) lifts that
 	// once the node is Ready. Labels and taints are set to what was asked for.
-	var node *corev1.Node
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := nodes.Get(ctx, n.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		cur.Labels = labels
+		cur.Labels = nodeLabels
 		cur.Spec.Taints = n.Taints
-		node, err = nodes.Update(ctx, cur, metav1.UpdateOptions{})
+		_, err = nodes.Update(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("kubelet stand-in: setting labels and taints of node %s: %w", n.Name, err)
+		return fmt.Errorf("kubelet stand-in: setting labels and taints of node %s: %w", n.Name, err)
 	}
 	now := metav1.Now()
 	kernel := ""
@@ -594,13 +643,13 @@ func (s *StandIn) registerNode(ctx context.Context, n Node) (*corev1.Node, error
 				KubeletVersion:          "v0.0.0-mosb-kubelet-standin",
 			},
 		}
-		node, err = nodes.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+		_, err = nodes.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("kubelet stand-in: reporting node %s Ready: %w", n.Name, err)
+		return fmt.Errorf("kubelet stand-in: reporting node %s Ready: %w", n.Name, err)
 	}
-	return node, nil
+	return nil
 }
 
 // machineCapacity is this machine's cpu and memory, and the kubelet's default pod count.

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
@@ -95,6 +96,8 @@ func TestStandIn(t *testing.T) {
 	t.Run("NewTopLevelDirRefused", e.testTopLevel)
 	t.Run("WaitsForConfigMap", e.testWaitsForConfigMap)
 	t.Run("RunAsUserAndFSGroup", e.testRunAsUser)
+	t.Run("CordonedNode", e.testCordoned)
+	t.Run("NodeLabelAdded", e.testNodeLabelAdded)
 	t.Run("StopKillsProcesses", e.testStop) // last: stops the stand-in
 
 	for _, p := range []string{hostCMPath, "/run/mosb-standin-secret", hostDataPath, "/dev/termination-log", "/mosb-standin-toplevel"} {
@@ -485,6 +488,87 @@ touch ` + hostDataPath + `/made && stat -c 'file-group=%g' ` + hostDataPath + `/
 	}
 }
 
+// testCordoned cordons the node before a pod is created: the pod stays Pending and Unschedulable, in
+// kube-scheduler's words, while a pod tolerating the cordon still runs there; uncordoning the node
+// is what gets the first pod bound and run.
+func (e *env) testCordoned(t *testing.T) {
+	e.patchNode(t, `{"spec":{"unschedulable":true}}`, func(n *corev1.Node) bool { return n.Spec.Unschedulable })
+	t.Cleanup(func() {
+		e.patchNode(t, `{"spec":{"unschedulable":false}}`, func(n *corev1.Node) bool { return !n.Spec.Unschedulable })
+	})
+
+	pod := e.pod("on-cordoned-node", "echo ran", nil)
+	e.create(t, pod)
+	got := e.waitPod(t, pod.Name, 30*time.Second, unschedulable)
+	if c, want := condition(got, corev1.PodScheduled), "0/1 nodes are available: 1 node(s) were unschedulable."; c.Message != want {
+		t.Errorf("PodScheduled message %q, want %q", c.Message, want)
+	}
+	if got.Spec.NodeName != "" || got.Status.Phase != corev1.PodPending {
+		t.Errorf("nodeName %q phase %s on a cordoned node, want unbound and Pending", got.Spec.NodeName, got.Status.Phase)
+	}
+
+	tolerant := e.pod("tolerates-cordon", "true", func(p *corev1.Pod) {
+		p.Spec.Tolerations = []corev1.Toleration{{Key: corev1.TaintNodeUnschedulable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
+	})
+	e.create(t, tolerant)
+	if got := e.waitPod(t, tolerant.Name, 60*time.Second, terminal); got.Status.Phase != corev1.PodSucceeded || got.Spec.NodeName != nodeName {
+		t.Errorf("pod tolerating the cordon: phase %s nodeName %q, want Succeeded on %s", got.Status.Phase, got.Spec.NodeName, nodeName)
+	}
+
+	e.patchNode(t, `{"spec":{"unschedulable":false}}`, func(n *corev1.Node) bool { return !n.Spec.Unschedulable })
+	got = e.waitPod(t, pod.Name, 60*time.Second, terminal)
+	if got.Status.Phase != corev1.PodSucceeded || got.Spec.NodeName != nodeName {
+		t.Fatalf("after uncordoning: phase %s nodeName %q, want Succeeded on %s; logs:\n%s", got.Status.Phase, got.Spec.NodeName, nodeName, e.logs(pod.Name))
+	}
+	if c := condition(got, corev1.PodScheduled); c == nil || c.Status != corev1.ConditionTrue {
+		t.Errorf("PodScheduled = %+v after binding, want True", c)
+	}
+	if logs := e.logs(pod.Name); logs != "ran\n" {
+		t.Errorf("logs %q, want %q", logs, "ran\n")
+	}
+}
+
+// testNodeLabelAdded: a pod whose nodeSelector names a label the node lacks is Unschedulable until
+// the label is added to the node; then it is bound and runs.
+func (e *env) testNodeLabelAdded(t *testing.T) {
+	const label = "mosb.dev/added-later"
+	pod := e.pod("needs-later-label", "echo ran", func(p *corev1.Pod) { p.Spec.NodeSelector[label] = "yes" })
+	e.create(t, pod)
+	got := e.waitPod(t, pod.Name, 30*time.Second, unschedulable)
+	if c, want := condition(got, corev1.PodScheduled), "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."; c.Message != want {
+		t.Errorf("PodScheduled message %q, want %q", c.Message, want)
+	}
+	if got.Spec.NodeName != "" || got.Status.Phase != corev1.PodPending {
+		t.Errorf("nodeName %q phase %s without the label, want unbound and Pending", got.Spec.NodeName, got.Status.Phase)
+	}
+
+	e.patchNode(t, `{"metadata":{"labels":{"`+label+`":"yes"}}}`, func(n *corev1.Node) bool { return n.Labels[label] == "yes" })
+	t.Cleanup(func() {
+		e.patchNode(t, `{"metadata":{"labels":{"`+label+`":null}}}`, func(n *corev1.Node) bool { _, has := n.Labels[label]; return !has })
+	})
+	got = e.waitPod(t, pod.Name, 60*time.Second, terminal)
+	if got.Status.Phase != corev1.PodSucceeded || got.Spec.NodeName != nodeName {
+		t.Fatalf("after labelling the node: phase %s nodeName %q, want Succeeded on %s; logs:\n%s", got.Status.Phase, got.Spec.NodeName, nodeName, e.logs(pod.Name))
+	}
+}
+
+// patchNode merge-patches the stand-in's node and waits until the stand-in's own node cache shows the
+// change (seen), so that whatever the test does next is decided against the changed node.
+func (e *env) patchNode(t *testing.T, patch string, seen func(*corev1.Node) bool) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := e.cs.CoreV1().Nodes().Patch(ctx, nodeName, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatalf("patching node %s with %s: %v", nodeName, patch, err)
+	}
+	harness.Eventually(ctx, t, 50*time.Millisecond, 10*time.Second, "the stand-in's node cache to show "+patch, func(context.Context) (bool, error) {
+		n, err := e.si.nodeLister.Get(nodeName)
+		if err != nil {
+			return false, err
+		}
+		return seen(n), nil
+	})
+}
+
 // testStop stops the stand-in with a pod running: the process is killed and the pod keeps the status
 // last written (the stand-in does not invent an ending).
 func (e *env) testStop(t *testing.T) {
@@ -571,6 +655,12 @@ func poll(t *testing.T, timeout time.Duration, ok func() bool) {
 	if err != nil {
 		t.Fatalf("condition not reached within %s", timeout)
 	}
+}
+
+// unschedulable: the scheduler has said the pod fits no node.
+func unschedulable(p *corev1.Pod) bool {
+	c := condition(p, corev1.PodScheduled)
+	return c != nil && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable
 }
 
 func terminal(p *corev1.Pod) bool {

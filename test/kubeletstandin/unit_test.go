@@ -95,6 +95,56 @@ func TestFitError(t *testing.T) {
 	}
 }
 
+// TestFitErrorCordoned: a node with spec.unschedulable fits only pods tolerating the
+// node.kubernetes.io/unschedulable:NoSchedule taint, and says so in kube-scheduler's words.
+func TestFitErrorCordoned(t *testing.T) {
+	cordoned := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n"}, Spec: corev1.NodeSpec{Unschedulable: true}}
+	deleting := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", DeletionTimestamp: &metav1.Time{}}}
+	for _, tc := range []struct {
+		name string
+		node *corev1.Node
+		tols []corev1.Toleration
+		want string
+	}{
+		{"no toleration", cordoned, nil, "were unschedulable"},
+		{"tolerates the cordon", cordoned, []corev1.Toleration{{Key: corev1.TaintNodeUnschedulable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}, ""},
+		{"tolerates the key, any effect", cordoned, []corev1.Toleration{{Key: corev1.TaintNodeUnschedulable, Operator: corev1.TolerationOpExists}}, ""},
+		{"tolerates everything", cordoned, []corev1.Toleration{{Operator: corev1.TolerationOpExists}}, ""},
+		{"tolerates another effect", cordoned, []corev1.Toleration{{Key: corev1.TaintNodeUnschedulable, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute}}, "were unschedulable"},
+		{"tolerates another key", cordoned, []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpExists}}, "were unschedulable"},
+		{"being deleted", deleting, []corev1.Toleration{{Operator: corev1.TolerationOpExists}}, "were being deleted"},
+	} {
+		if got := fitError(&corev1.Pod{Spec: corev1.PodSpec{Tolerations: tc.tols}}, tc.node); got != tc.want {
+			t.Errorf("%s: fitError = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestSchedulingChanged: only what the scheduler decides on makes a node event retry the pending pods.
+func TestSchedulingChanged(t *testing.T) {
+	base := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: map[string]string{"a": "1"}}}
+	for _, tc := range []struct {
+		name   string
+		change func(*corev1.Node)
+		want   bool
+	}{
+		{"status only", func(n *corev1.Node) { n.Status.Phase = corev1.NodeRunning; n.ResourceVersion = "2" }, false},
+		{"label added", func(n *corev1.Node) { n.Labels["b"] = "2" }, true},
+		{"label value", func(n *corev1.Node) { n.Labels["a"] = "2" }, true},
+		{"taint", func(n *corev1.Node) {
+			n.Spec.Taints = []corev1.Taint{{Key: "k", Effect: corev1.TaintEffectNoSchedule}}
+		}, true},
+		{"cordoned", func(n *corev1.Node) { n.Spec.Unschedulable = true }, true},
+		{"being deleted", func(n *corev1.Node) { n.DeletionTimestamp = &metav1.Time{} }, true},
+	} {
+		cur := base.DeepCopy()
+		tc.change(cur)
+		if got := schedulingChanged(base, cur); got != tc.want {
+			t.Errorf("%s: schedulingChanged = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
 func TestPlanMounts(t *testing.T) {
 	host := t.TempDir() // stands for the host's filesystem
 	stage := t.TempDir()

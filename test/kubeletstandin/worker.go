@@ -93,10 +93,8 @@ func newPodWorker(s *StandIn, key string, pod *corev1.Pod) *podWorker {
 		pod:      pod,
 	}
 	w.term, w.stop = context.WithCancelCause(context.Background())
-	for _, n := range s.nodes {
-		if n.Name == pod.Spec.NodeName {
-			w.alloc = n.Status.Allocatable
-		}
+	if n, err := s.nodeLister.Get(pod.Spec.NodeName); err == nil {
+		w.alloc = n.Status.Allocatable.DeepCopy() // the cache's map must not be shared with the run
 	}
 	if pod.Spec.HostNetwork {
 		w.envHostname, _ = os.Hostname()
