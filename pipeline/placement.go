@@ -144,6 +144,13 @@ func Replace(pod *corev1.Pod, p Placement) bool {
 	return Unscheduled(pod) && !p.Waiting && !maps.Equal(pod.Spec.NodeSelector, p.NodeSelector)
 }
 
+// NodeChangeMovesPods reports whether a Node update can change where a build pod goes: its labels
+// (architecture, emulation) or whether new pods may land on it. Heartbeats and other status
+// updates cannot, and are most of a Node's updates.
+func NodeChangeMovesPods(old, updated *corev1.Node) bool {
+	return !maps.Equal(old.Labels, updated.Labels) || schedulable(old) != schedulable(updated)
+}
+
 // schedulable: the scheduler may put new pods on the node.
 func schedulable(n *corev1.Node) bool {
 	return !n.Spec.Unschedulable && n.DeletionTimestamp.IsZero()

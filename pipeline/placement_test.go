@@ -4,6 +4,7 @@ import (
 	"maps"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -244,6 +245,39 @@ func TestReplaceOnlyAPodNoNodeHasTaken(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := Replace(tc.pod, tc.now); got != tc.want {
 				t.Errorf("Replace = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNodeChangeMovesPods(t *testing.T) {
+	node := func(change func(*corev1.Node)) *corev1.Node {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: map[string]string{"kubernetes.io/arch": "amd64"}}}
+		change(n)
+		return n
+	}
+	same := func(*corev1.Node) {}
+	cordoned := func(n *corev1.Node) { n.Spec.Unschedulable = true }
+	for _, tc := range []struct {
+		name       string
+		old, fresh func(*corev1.Node)
+		want       bool
+	}{
+		{"heartbeat", same, func(n *corev1.Node) {
+			n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+		}, false},
+		{"emulation label added", same, func(n *corev1.Node) { n.Labels[EmulationLabel("arm64")] = "true" }, true},
+		{"label removed", same, func(n *corev1.Node) { delete(n.Labels, "kubernetes.io/arch") }, true},
+		{"cordoned", same, cordoned, true},
+		{"uncordoned", cordoned, same, true},
+		{"being deleted", same, func(n *corev1.Node) { n.DeletionTimestamp = &metav1.Time{Time: time.Unix(1, 0)} }, true},
+		{"a taint", same, func(n *corev1.Node) {
+			n.Spec.Taints = []corev1.Taint{{Key: "k", Effect: corev1.TaintEffectNoSchedule}}
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := NodeChangeMovesPods(node(tc.old), node(tc.fresh)); got != tc.want {
+				t.Errorf("NodeChangeMovesPods = %v, want %v", got, tc.want)
 			}
 		})
 	}

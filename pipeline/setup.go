@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -55,7 +56,13 @@ func (r *BuildReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.all), builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return (o.GetNamespace() == r.Namespace && o.GetName() == OSImageURLConfigMap) || o.GetNamespace() == TrustedCANamespace
 		}))).
-		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.all), builder.WithPredicates(predicate.LabelChangedPredicate{}))
+		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.all), builder.WithPredicates(predicate.Funcs{
+			UpdateFunc: func(e event.UpdateEvent) bool {
+				old, okOld := e.ObjectOld.(*corev1.Node)
+				updated, okNew := e.ObjectNew.(*corev1.Node)
+				return !okOld || !okNew || NodeChangeMovesPods(old, updated)
+			},
+		}))
 
 	mapper := mgr.GetRESTMapper()
 	optional := []struct {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"os"
 	"slices"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
@@ -217,5 +220,81 @@ func TestEmulationOffAPodWaitsForItsArchitecture(t *testing.T) {
 	}
 	if b := e.builds(t.Context(), "wait")[0]; b.Status.Attempt != 1 || len(b.Status.FailedAttempts) != 0 {
 		t.Errorf("moving a waiting pod cost an attempt: attempt %d, failed %v", b.Status.Attempt, b.Status.FailedAttempts)
+	}
+}
+
+// A build pod that waits because the node labelled as emulating its architecture is cordoned
+// moves there once the node is uncordoned: a Node's schedulability, not only its labels, wakes
+// the controller. No scheduler touches the build namespace here (a scheduler's status update of
+// the waiting pod would wake it too), and the build names only arm64, so no other pod's events
+// can.
+func TestUncordoningTheEmulatingNodeMovesAWaitingPod(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/proc/sys/fs/binfmt_misc/qemu-aarch64"); err != nil {
+		t.Skip("SKIPPED LOUDLY: arm64 emulation is not registered (hack/binfmt.sh)")
+	}
+	e := newEnvWith(t, envOptions{
+		nodes: []kubeletstandin.Node{{Name: "node-amd64", Labels: map[string]string{
+			"kubernetes.io/arch": "amd64", pipeline.EmulationLabel("arm64"): "true",
+		}}},
+		controllerArgs:    []string{"--allow-emulation"},
+		standinNamespaces: []string{"no-builds-here"},
+	}, "amd64", "arm64")
+	e.setUnschedulable("node-amd64", true)
+	m := e.newMOSC("cordon", "")
+	m.Spec.BuildInputs.Containerfile = []mosbv1.MachineOSContainerfile{{ContainerfileArch: mosbv1.ArchARM64, Content: "RUN uname -m"}}
+	e.create(m)
+
+	var waiting mosbv1.ArchitectureBuild
+	var pod corev1.Pod
+	eventually(t, buildTimeout, "the arm64 pod waiting for a schedulable node", func(ctx context.Context) (bool, error) {
+		builds := e.builds(ctx, "cordon")
+		if len(builds) != 1 {
+			return false, fmt.Errorf("%d MachineOSBuilds", len(builds))
+		}
+		a := archEntry(&builds[0], "arm64")
+		if a == nil || !strings.Contains(a.Message, "waiting for a schedulable arm64 node") {
+			return false, fmt.Errorf("arm64 entry: %+v", a)
+		}
+		waiting = *a
+		return true, e.c.Get(ctx, client.ObjectKey{Namespace: buildNamespace, Name: a.PodName}, &pod)
+	})
+	if !strings.Contains(waiting.Message, "node-amd64") || !strings.Contains(waiting.Message, "unschedulable") {
+		t.Errorf("the waiting message does not say the emulating node is unschedulable: %q", waiting.Message)
+	}
+	if !maps.Equal(pod.Spec.NodeSelector, map[string]string{"kubernetes.io/arch": "arm64"}) {
+		t.Fatalf("the waiting pod's node selector is %v, want the native one", pod.Spec.NodeSelector)
+	}
+
+	e.setUnschedulable("node-amd64", false)
+	eventually(t, buildTimeout, "the arm64 pod moved to the emulating node", func(ctx context.Context) (bool, error) {
+		moved := &corev1.Pod{}
+		if err := e.c.Get(ctx, client.ObjectKey{Namespace: buildNamespace, Name: pod.Name}, moved); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		if moved.UID == pod.UID {
+			return false, fmt.Errorf("pod %s is still the waiting one, selector %v", pod.Name, moved.Spec.NodeSelector)
+		}
+		if want := map[string]string{pipeline.EmulationLabel("arm64"): "true"}; !maps.Equal(moved.Spec.NodeSelector, want) {
+			return false, fmt.Errorf("the new pod %s has node selector %v, want %v", moved.Name, moved.Spec.NodeSelector, want)
+		}
+		return true, nil
+	})
+	b := e.builds(t.Context(), "cordon")[0]
+	if b.Status.Attempt != 1 || len(b.Status.FailedAttempts) != 0 {
+		t.Errorf("moving the waiting pod cost an attempt: attempt %d, failed %v", b.Status.Attempt, b.Status.FailedAttempts)
+	}
+	if a := archEntry(&b, "arm64"); a == nil || !strings.Contains(a.Message, "built under emulation") {
+		t.Errorf("the arm64 entry does not say it builds under emulation now: %+v", a)
+	}
+}
+
+// setUnschedulable cordons or uncordons a node, as kubectl cordon/uncordon do.
+func (e *env) setUnschedulable(node string, unschedulable bool) {
+	e.t.Helper()
+	patch := fmt.Sprintf(`{"spec":{"unschedulable":%t}}`, unschedulable)
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}
+	if err := e.c.Patch(e.t.Context(), n, client.RawPatch(types.StrategicMergePatchType, []byte(patch))); err != nil {
+		e.t.Fatalf("setting %s unschedulable=%t: %v", node, unschedulable, err)
 	}
 }

@@ -61,6 +61,9 @@ type envOptions struct {
 	// controllerKubeconfig runs once the cluster objects exist and returns the kubeconfig the
 	// controller runs with [the admin's].
 	controllerKubeconfig func(e *env) string
+	// standinNamespaces limit the namespaces whose pods the kubelet stand-in schedules and runs
+	// [all]: a test naming another one sees build pods that nothing but the controller touches.
+	standinNamespaces []string
 }
 
 // newEnvWith is newEnv with options.
@@ -98,10 +101,11 @@ func newEnvWith(t *testing.T, o envOptions, arches ...string) *env {
 	}
 	standinLog := &lockedBuffer{}
 	ki, err := kubeletstandin.Start(ctx, e.cp.Config, kubeletstandin.Options{
-		Nodes:    nodes,
-		Commands: map[string]string{"mosb": bin},
-		WorkDir:  t.TempDir(),
-		Log:      standinLog,
+		Nodes:      nodes,
+		Commands:   map[string]string{"mosb": bin},
+		WorkDir:    t.TempDir(),
+		Log:        standinLog,
+		Namespaces: o.standinNamespaces,
 	})
 	if err != nil {
 		t.Fatal(err)
