@@ -34,6 +34,10 @@ const (
 	LabelArch            = "mosb.dev/arch"
 	// AnnotationRebuild on a MachineOSBuild records the rebuild request it answered.
 	AnnotationRebuild = "mosb.dev/rebuild"
+	// AnnotationCreated on a MachineOSBuild is when the controller created it (RFC 3339, with
+	// nanoseconds): creationTimestamp has whole seconds, too coarse to order builds created
+	// together, such as two rebuild requests in a row.
+	AnnotationCreated = "mosb.dev/created"
 )
 
 // BuildReconciler turns a MachineOSConfig into an image: it keeps one MachineOSBuild (and its
@@ -180,12 +184,25 @@ func currentBuild(builds []mosbv1.MachineOSBuild, identity string) *mosbv1.Machi
 		if b.Spec.BuildIdentity != identity {
 			continue
 		}
-		if cur == nil || cur.CreationTimestamp.Before(&b.CreationTimestamp) ||
-			(cur.CreationTimestamp.Equal(&b.CreationTimestamp) && cur.Name < b.Name) {
+		if cur == nil || createdBefore(cur, b) {
 			cur = b
 		}
 	}
 	return cur
+}
+
+// createdBefore orders builds by creation: by the controller's AnnotationCreated where both
+// have it, else by creationTimestamp, and by name where that ties.
+func createdBefore(a, b *mosbv1.MachineOSBuild) bool {
+	ta, errA := time.Parse(time.RFC3339Nano, a.Annotations[AnnotationCreated])
+	tb, errB := time.Parse(time.RFC3339Nano, b.Annotations[AnnotationCreated])
+	if errA == nil && errB == nil && !ta.Equal(tb) {
+		return ta.Before(tb)
+	}
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return a.Name < b.Name
 }
 
 func (r *BuildReconciler) buildsOf(ctx context.Context, mosc string) ([]mosbv1.MachineOSBuild, error) {
@@ -220,8 +237,9 @@ func (r *BuildReconciler) startBuild(ctx context.Context, m *mosbv1.MachineOSCon
 			Architectures:                 plan.ArchNames(),
 		},
 	}
+	b.Annotations = map[string]string{AnnotationCreated: time.Now().UTC().Format(time.RFC3339Nano)}
 	if rebuild != "" {
-		b.Annotations = map[string]string{AnnotationRebuild: rebuild}
+		b.Annotations[AnnotationRebuild] = rebuild
 	}
 	if err := controllerutil.SetControllerReference(m, b, r.Client.Scheme()); err != nil {
 		return nil, err
@@ -429,13 +447,7 @@ func (r *BuildReconciler) pruneHistory(ctx context.Context, mosc, current string
 	if err != nil {
 		return err
 	}
-	sort.Slice(builds, func(i, j int) bool {
-		ti, tj := builds[i].CreationTimestamp, builds[j].CreationTimestamp
-		if ti.Equal(&tj) {
-			return builds[i].Name > builds[j].Name
-		}
-		return tj.Before(&ti)
-	})
+	sort.Slice(builds, func(i, j int) bool { return createdBefore(&builds[j], &builds[i]) })
 	kept := map[bool]int{}
 	for i := range builds {
 		b := &builds[i]

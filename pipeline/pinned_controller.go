@@ -190,16 +190,13 @@ func unwrapPinned(err error) error {
 	return err
 }
 
-// newerBuild orders builds newest first: by end time, then creation, then name (descending).
+// newerBuild orders builds newest first: by end time, then by creation (createdBefore).
 func newerBuild(a, b *mosbv1.MachineOSBuild) bool {
 	ta, tb := buildTime(a), buildTime(b)
 	if !ta.Equal(&tb) {
 		return tb.Before(&ta)
 	}
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return b.CreationTimestamp.Before(&a.CreationTimestamp)
-	}
-	return a.Name > b.Name
+	return createdBefore(b, a)
 }
 
 func buildTime(b *mosbv1.MachineOSBuild) metav1.Time {

@@ -94,3 +94,28 @@ func TestCurrentBuildIsTheNewestOfTheIdentity(t *testing.T) {
 		t.Errorf("current of an identity never built = %s", got.Name)
 	}
 }
+
+// Two rebuilds of one identity requested within a second share a creationTimestamp, and their
+// names (the request's hash) say nothing of their order: the controller's own stamp does.
+func TestCurrentBuildOfRebuildsInOneSecond(t *testing.T) {
+	second := metav1.NewTime(time.Unix(100, 0))
+	build := func(name, created string) mosbv1.MachineOSBuild {
+		return mosbv1.MachineOSBuild{
+			ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: second, Annotations: map[string]string{AnnotationCreated: created}},
+			Spec:       mosbv1.MachineOSBuildSpec{BuildIdentity: "A"},
+		}
+	}
+	builds := []mosbv1.MachineOSBuild{
+		build("w-aaa", "1970-01-01T00:01:40.1Z"),
+		build("w-aaa-rca9781", "1970-01-01T00:01:40.25Z"),
+		build("w-aaa-r3e23e8", "1970-01-01T00:01:40.7Z"),
+	}
+	if got := currentBuild(builds, "A"); got == nil || got.Name != "w-aaa-r3e23e8" {
+		t.Errorf("current of A = %v, want the last created, w-aaa-r3e23e8", got)
+	}
+	// Without the stamp (builds of an older mosb) the order falls back to the name.
+	delete(builds[2].Annotations, AnnotationCreated)
+	if got := currentBuild(builds, "A"); got == nil || got.Name != "w-aaa-rca9781" {
+		t.Errorf("current of A without stamps = %v, want w-aaa-rca9781 (by name)", got)
+	}
+}

@@ -6,11 +6,13 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
+	"github.com/mosb-dev/mosb/pipeline"
 	"github.com/mosb-dev/mosb/test/harness"
 )
 
@@ -49,6 +51,47 @@ func TestRebuildAnnotationBuildsAgainAndIsCleared(t *testing.T) {
 		t.Errorf("a rebuild of the same inputs gave %s, the first build %s", again.Status.CurrentImagePullspec, first.Status.CurrentImagePullspec)
 	}
 	e.assertBuildsStay("again", 2, 5e9)
+}
+
+// Two rebuild requests in a row: the second one's build is the one that ends in status, even when
+// both builds are created within one second and the first's name sorts after the second's
+// (builds are named by a hash of the request: "a" gives -rca9781, "b" -r3e23e8).
+func TestTwoRebuildRequestsInARowEndWithTheSecond(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	e.create(e.newMOSC("twice", "RUN echo twice > /etc/twice"))
+	e.waitReady("twice")
+	for _, request := range []string{"a", "b"} {
+		m := e.get("twice")
+		m.Annotations = map[string]string{mosbv1.RebuildAnnotation: request}
+		if err := e.c.Update(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Minute, "rebuild request "+request+" taken and cleared", func(ctx context.Context) (bool, error) {
+			m := &mosbv1.MachineOSConfig{}
+			if err := e.c.Get(ctx, client.ObjectKey{Name: "twice"}, m); err != nil {
+				return false, err
+			}
+			return m.Annotations[mosbv1.RebuildAnnotation] == "", nil
+		})
+	}
+	answered := map[string]mosbv1.MachineOSBuild{}
+	for _, b := range e.builds(ctx, "twice") {
+		answered[b.Annotations[pipeline.AnnotationRebuild]] = b
+	}
+	a, b := answered["a"], answered["b"]
+	t.Logf("request a: %s created %s; request b: %s created %s", a.Name, a.Annotations[pipeline.AnnotationCreated], b.Name, b.Annotations[pipeline.AnnotationCreated])
+
+	m := e.waitReady("twice")
+	final := answered["b"]
+	if err := e.c.Get(ctx, client.ObjectKeyFromObject(&final), &final); err != nil {
+		t.Fatalf("the build answering the last request is gone: %v", err)
+	}
+	if pipeline.Phase(&final) != pipeline.PhaseSucceeded || string(m.Status.CurrentImagePullspec) != final.Status.DigestedImagePushspec {
+		t.Errorf("the build answering the last request, %s, is %s (%s); status names %s", final.Name, pipeline.Phase(&final), conditionsText(final.Status.Conditions), m.Status.CurrentImagePullspec)
+	}
+	e.assertBuildsStay("twice", 3, 3*time.Second)
 }
 
 func TestPoolOfTwoArchitecturesGetsAnIndex(t *testing.T) {
