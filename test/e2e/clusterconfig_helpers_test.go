@@ -341,20 +341,28 @@ func (e *env) mosc(name, content, base, pushspec string) *mosbv1.MachineOSConfig
 
 // ---- waiting on outcomes ----
 
-// newestBuild is the most recently created MachineOSBuild of a MachineOSConfig.
+// newestBuild is the most recently created MachineOSBuild of a MachineOSConfig, by the
+// controller's nanosecond stamp (pipeline.AnnotationCreated): creationTimestamp has whole seconds,
+// and a build that fails at once shares its second with the next.
 func newestBuild(builds []mosbv1.MachineOSBuild) *mosbv1.MachineOSBuild {
 	var n *mosbv1.MachineOSBuild
 	for i := range builds {
 		b := &builds[i]
-		if n == nil || n.CreationTimestamp.Before(&b.CreationTimestamp) ||
-			(n.CreationTimestamp.Equal(&b.CreationTimestamp) && n.Name < b.Name) {
+		if n == nil || createdAt(n).Before(createdAt(b)) {
 			n = b
 		}
 	}
 	return n
 }
 
-// waitBuildFailed waits for a MachineOSConfig whose newest build failed, and returns that
+// createdAt is a build's pipeline.AnnotationCreated stamp; zero when it has none (waitBuilt
+// refuses that).
+func createdAt(b *mosbv1.MachineOSBuild) time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, b.Annotations[pipeline.AnnotationCreated])
+	return t
+}
+
+// waitBuildFailed waits for a MachineOSConfig Degraded by a failed build, and returns that
 // build and its Failed condition's message.
 func (e *env) waitBuildFailed(name string) (*mosbv1.MachineOSBuild, string) {
 	e.t.Helper()
@@ -368,16 +376,21 @@ func (e *env) waitBuildFailed(name string) (*mosbv1.MachineOSBuild, string) {
 		if meta.IsStatusConditionTrue(m.Status.Conditions, mosbv1.MachineOSConfigReady) {
 			return false, fmt.Errorf("%s is Ready with %s, want a failed build", name, m.Status.CurrentImagePullspec)
 		}
-		if !meta.IsStatusConditionTrue(m.Status.Conditions, mosbv1.MachineOSConfigDegraded) {
-			return false, nil
+		degraded := meta.FindStatusCondition(m.Status.Conditions, mosbv1.MachineOSConfigDegraded)
+		if degraded == nil || degraded.Status != metav1.ConditionTrue {
+			return false, fmt.Errorf("%s is not Degraded: %s", name, conditionsText(m.Status.Conditions))
 		}
-		b := newestBuild(e.builds(ctx, name))
-		if b == nil || pipeline.Phase(b) != pipeline.PhaseFailed {
-			return false, nil
+		// Degraded names the failed build; the newest by creation time could be a build started
+		// in the same second.
+		builds := e.builds(ctx, name)
+		for i := range builds {
+			b := &builds[i]
+			if pipeline.Phase(b) == pipeline.PhaseFailed && strings.HasPrefix(degraded.Message, "MachineOSBuild "+b.Name+": ") {
+				failed, msg = b, meta.FindStatusCondition(b.Status.Conditions, mosbv1.MachineOSBuildFailed).Message
+				return true, nil
+			}
 		}
-		c := meta.FindStatusCondition(b.Status.Conditions, mosbv1.MachineOSBuildFailed)
-		failed, msg = b, c.Message
-		return true, nil
+		return false, fmt.Errorf("%s is Degraded (%s: %s) naming no failed build of %d", name, degraded.Reason, degraded.Message, len(builds))
 	})
 	return failed, msg
 }
@@ -411,28 +424,27 @@ func (e *env) waitBuilt(name string, n int) *mosbv1.MachineOSBuild {
 	var newest *mosbv1.MachineOSBuild
 	eventually(e.t, buildTimeout, fmt.Sprintf("%s built by MachineOSBuild #%d", name, n), func(ctx context.Context) (bool, error) {
 		builds := e.builds(ctx, name)
-		if len(builds) > n {
-			return false, fmt.Errorf("%s has %d MachineOSBuilds, want %d", name, len(builds), n)
-		}
-		newest = newestBuild(builds)
-		if len(builds) != n || pipeline.Phase(newest) != pipeline.PhaseSucceeded {
-			if newest != nil && pipeline.Phase(newest) == pipeline.PhaseFailed {
-				c := meta.FindStatusCondition(newest.Status.Conditions, mosbv1.MachineOSBuildFailed)
-				return false, fmt.Errorf("%s failed: %s", newest.Name, c.Message)
-			}
-			if newest == nil {
-				return false, fmt.Errorf("%s has no MachineOSBuild yet", name)
-			}
-			return false, fmt.Errorf("%s has %d MachineOSBuilds; the newest, %s, is %s: %s", name, len(builds), newest.Name, pipeline.Phase(newest), conditionsText(newest.Status.Conditions))
-		}
 		m := &mosbv1.MachineOSConfig{}
 		if err := e.c.Get(ctx, client.ObjectKey{Name: name}, m); err != nil {
 			return false, err
 		}
-		if string(m.Status.CurrentImagePullspec) != newest.Status.DigestedImagePushspec || !meta.IsStatusConditionTrue(m.Status.Conditions, mosbv1.MachineOSConfigReady) {
-			return false, fmt.Errorf("%s built %s, but %s's status has %q: %s", newest.Name, newest.Status.DigestedImagePushspec, name, m.Status.CurrentImagePullspec, conditionsText(m.Status.Conditions))
+		for _, b := range builds {
+			if createdAt(&b).IsZero() {
+				return false, fmt.Errorf("MachineOSBuild %s has no %s stamp: which build is newest cannot be told", b.Name, pipeline.AnnotationCreated)
+			}
 		}
-		return true, nil
+		newest = newestBuild(builds)
+		if len(builds) == n && pipeline.Phase(newest) == pipeline.PhaseSucceeded &&
+			string(m.Status.CurrentImagePullspec) == newest.Status.DigestedImagePushspec &&
+			meta.IsStatusConditionTrue(m.Status.Conditions, mosbv1.MachineOSConfigReady) {
+			return true, nil
+		}
+		var seen []string
+		for _, b := range builds {
+			seen = append(seen, fmt.Sprintf("%s %s %s", b.Name, pipeline.Phase(&b), conditionsText(b.Status.Conditions)))
+		}
+		return false, fmt.Errorf("%s has %d MachineOSBuilds (want %d) [%s]; its status names %q: %s",
+			name, len(builds), n, strings.Join(seen, "; "), m.Status.CurrentImagePullspec, conditionsText(m.Status.Conditions))
 	})
 	return newest
 }
