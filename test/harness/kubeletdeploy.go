@@ -45,6 +45,17 @@ func (c *KubeletCluster) DeployMosb(t T, reg *Registry, mosbBin string) *MosbDep
 	if err != nil {
 		t.Fatal(err)
 	}
+	// On the node's network the controller's ports are the host's: deploy/base's 8080 and 8081
+	// may be taken on a developer's machine or a CI runner, so free ones are used (the later
+	// flags win).
+	metricsPort, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	probesPort, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
 	kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
@@ -62,7 +73,19 @@ patches:
     - op: add
       path: /spec/template/spec/containers/0/env/-
       value: {name: KUBERNETES_SERVICE_PORT, value: %q}
-`, overlay, ref.Context().Name(), ref.TagStr(), d.Name, host, port)
+    - op: add
+      path: /spec/template/spec/containers/0/args/-
+      value: --metrics-bind-address=:%d
+    - op: add
+      path: /spec/template/spec/containers/0/args/-
+      value: --health-probe-bind-address=:%d
+    - op: replace
+      path: /spec/template/spec/containers/0/ports/0
+      value: {name: metrics, containerPort: %d}
+    - op: replace
+      path: /spec/template/spec/containers/0/ports/1
+      value: {name: probes, containerPort: %d}
+`, overlay, ref.Context().Name(), ref.TagStr(), d.Name, host, port, metricsPort, probesPort, metricsPort, probesPort)
 	if err := os.WriteFile(filepath.Join(d.Kustomization, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
 		t.Fatal(err)
 	}
