@@ -293,6 +293,11 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 			}
 		}
 		if (pod == nil && !created) || Replace(pod, placement) {
+			if pod == nil {
+				if err := r.confirmCurrent(ctx, b); err != nil {
+					return 0, err
+				}
+			}
 			if err := r.placePod(ctx, plan, a, b, podName, pod, placement); err != nil {
 				return 0, err
 			}
@@ -410,6 +415,24 @@ func (r *BuildReconciler) pod(ctx context.Context, status *mosbv1.MachineOSBuild
 		return nil, false, err
 	}
 	return nil, true, nil
+}
+
+// confirmCurrent makes sure the MachineOSBuild read from the cache is the API server's before a
+// pod its status does not record is created: a cache behind our own status write does not know
+// the pod was made, and would make it again after a user deleted it (an interruption lost, the
+// attempt not counted). Pods are made once per attempt and architecture, so the read is rare.
+func (r *BuildReconciler) confirmCurrent(ctx context.Context, b *mosbv1.MachineOSBuild) error {
+	if r.APIReader == nil {
+		return nil
+	}
+	live := &mosbv1.MachineOSBuild{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(b), live); err != nil {
+		return fmt.Errorf("reading MachineOSBuild %s before creating its pods: %w", b.Name, err)
+	}
+	if live.ResourceVersion != b.ResourceVersion {
+		return fmt.Errorf("MachineOSBuild %s changed since the cache read it; retrying with a fresh view", b.Name)
+	}
+	return nil
 }
 
 // backoffLeft is how long the next attempt still has to wait.

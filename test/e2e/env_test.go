@@ -61,6 +61,8 @@ type envOptions struct {
 	// controllerKubeconfig runs once the cluster objects exist and returns the kubeconfig the
 	// controller runs with [the admin's].
 	controllerKubeconfig func(e *env) string
+	// noController: the test runs the controller itself (in this process, with its own options).
+	noController bool
 	// standinNamespaces limit the namespaces whose pods the kubelet stand-in schedules and runs
 	// [all]: a test naming another one sees build pods that nothing but the controller touches.
 	standinNamespaces []string
@@ -124,7 +126,9 @@ func newEnvWith(t *testing.T, o envOptions, arches ...string) *env {
 	if o.namespace != "" {
 		args = append([]string{"--namespace", o.namespace}, args...)
 	}
-	e.ctrl = startController(t, bin, kubeconfig, args...)
+	if !o.noController {
+		e.ctrl = startController(t, bin, kubeconfig, args...)
+	}
 	return e
 }
 
