@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/go-logr/logr/testr"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -30,6 +31,7 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
@@ -547,16 +549,18 @@ func render(t *testing.T, args ...string) []byte {
 	return out
 }
 
-// ---- the pinnedimages controller, in this process ----
+// ---- controllers in this process ----
 
 var skipNameValidation = true
 
-// startPinner runs the pinnedimages controller alone in a manager of its own against the env's
-// control plane, next to the controller process that builds.
-func startPinner(t *testing.T, cfg *pipeline.PinnedImagesReconciler, cp *harness.ControlPlane) {
+// startManager runs a controller-runtime manager in this process against the env's control plane,
+// with what setup adds to it, until the test ends. The cache options are the test's.
+func startManager(t *testing.T, cp *harness.ControlPlane, name string, cacheOpts crcache.Options, setup func(ctrl.Manager) error) {
 	t.Helper()
 	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{
 		Scheme:                 harness.Scheme(),
+		Logger:                 testr.NewWithOptions(t, testr.Options{LogTimestamp: true}),
+		Cache:                  cacheOpts,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		// Every test starts its own manager in this process: the name is reused on purpose.
@@ -565,8 +569,7 @@ func startPinner(t *testing.T, cfg *pipeline.PinnedImagesReconciler, cp *harness
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Client = mgr.GetClient()
-	if err := cfg.SetupWithManager(t.Context(), mgr); err != nil {
+	if err := setup(mgr); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -575,8 +578,18 @@ func startPinner(t *testing.T, cfg *pipeline.PinnedImagesReconciler, cp *harness
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("the pinnedimages manager: %v", err)
+			t.Errorf("the %s manager: %v", name, err)
 		}
+	})
+}
+
+// startPinner runs the pinnedimages controller alone in a manager of its own, next to the
+// controller process that builds.
+func startPinner(t *testing.T, cfg *pipeline.PinnedImagesReconciler, cp *harness.ControlPlane) {
+	t.Helper()
+	startManager(t, cp, "pinnedimages", crcache.Options{}, func(mgr ctrl.Manager) error {
+		cfg.Client = mgr.GetClient()
+		return cfg.SetupWithManager(t.Context(), mgr)
 	})
 }
 

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,12 +15,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
 	"github.com/mosb-dev/mosb/pipeline"
-	"github.com/mosb-dev/mosb/test/harness"
 )
 
 // A controller whose cache has not yet seen its own status write (the MachineOSBuild recording
@@ -124,36 +120,16 @@ func TestACacheBehindItsOwnStatusNeverRecreatesADeletedPod(t *testing.T) {
 // startBuildController runs the build controller in this process, with cache options of the test's.
 func startBuildController(t *testing.T, e *env, cacheOpts cache.Options) {
 	t.Helper()
-	mgr, err := ctrl.NewManager(e.cp.Config, ctrl.Options{
-		Scheme:                 harness.Scheme(),
-		Logger:                 testr.NewWithOptions(t, testr.Options{LogTimestamp: true}),
-		Cache:                  cacheOpts,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             ctrlconfig.Controller{SkipNameValidation: &skipNameValidation},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &pipeline.BuildReconciler{
-		Client:       mgr.GetClient(),
-		APIReader:    mgr.GetAPIReader(),
-		Namespace:    buildNamespace,
-		BuilderImage: "mosb:e2e",
-		DefaultArch:  runtime.GOARCH,
-		MaxRetries:   3,
-		Workers:      2,
-	}
-	if err := r.SetupWithManager(t.Context(), mgr); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("the build controller: %v", err)
+	startManager(t, e.cp, "build", cacheOpts, func(mgr ctrl.Manager) error {
+		r := &pipeline.BuildReconciler{
+			Client:       mgr.GetClient(),
+			APIReader:    mgr.GetAPIReader(),
+			Namespace:    buildNamespace,
+			BuilderImage: "mosb:e2e",
+			DefaultArch:  runtime.GOARCH,
+			MaxRetries:   3,
+			Workers:      2,
 		}
+		return r.SetupWithManager(t.Context(), mgr)
 	})
 }
