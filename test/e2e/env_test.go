@@ -222,7 +222,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func(ctx 
 }
 
 // reportFailure prints what a failed test needs to be understood without a rerun: every
-// MachineOSBuild with its conditions, the pods in the build namespace, the output of every pod
+// MachineOSBuild with its conditions, every pod with its state, the output of every pod
 // the stand-in ran, and the stand-in's own log. It runs before the control plane stops.
 func (e *env) reportFailure(standinLog string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(e.t.Context()), 30*time.Second)
