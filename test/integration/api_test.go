@@ -50,7 +50,7 @@ func TestMachineOSConfigEveryFieldRoundTrips(t *testing.T) {
 	}
 	in.Spec.BuildOutputs.CurrentImagePullSecret = &mosbv1.ImageSecretObjectReference{Name: "current-pull"}
 	want := in.Spec.DeepCopy()
-	if err := cp.Client.Create(ctx, in); err != nil {
+	if err := create(ctx, t, cp.Client, in); err != nil {
 		t.Fatalf("create: %v", err)
 	}
 
@@ -99,7 +99,7 @@ func TestMinimalExampleIsAcceptedAndDefaulted(t *testing.T) {
 	}
 	m.Name = "minimal"
 	m.Spec.BuildInputs.Containerfile = []mosbv1.MachineOSContainerfile{{Content: "RUN true"}}
-	if err := cp.Client.Create(ctx, m); err != nil {
+	if err := create(ctx, t, cp.Client, m); err != nil {
 		t.Fatalf("the minimal example was refused: %v", err)
 	}
 	if got := m.Spec.BuildInputs.Containerfile[0].ContainerfileArch; got != mosbv1.NoArch {
@@ -190,7 +190,7 @@ func TestInvalidMachineOSConfigsAreRejectedByTheAPIServer(t *testing.T) {
 		})
 	}
 	// The same object with nothing wrong is accepted: the cases above fail for their own reason.
-	if err := cp.Client.Create(ctx, validMOSC("invalid-control")); err != nil {
+	if err := create(ctx, t, cp.Client, validMOSC("invalid-control")); err != nil {
 		t.Fatalf("the valid control object was refused: %v", err)
 	}
 }
@@ -207,7 +207,7 @@ func TestPushspecForms(t *testing.T) {
 	} {
 		m := validMOSC("pushspec-" + string(rune('a'+i)))
 		m.Spec.BuildInputs.RenderedImagePushspec = mosbv1.ImageTagPushspec(spec)
-		if err := cp.Client.Create(ctx, m); err != nil {
+		if err := create(ctx, t, cp.Client, m); err != nil {
 			t.Errorf("pushspec %q refused: %v", spec, err)
 		}
 	}
@@ -228,7 +228,7 @@ func TestMachineOSBuildSpecIsImmutableAndStatusRoundTrips(t *testing.T) {
 			Architectures:         []string{"amd64", "arm64"},
 		},
 	}
-	if err := cp.Client.Create(ctx, b); err != nil {
+	if err := create(ctx, t, cp.Client, b); err != nil {
 		t.Fatal(err)
 	}
 	now := metav1.Now()
@@ -263,7 +263,7 @@ func TestKubectlPrintsPrinterColumns(t *testing.T) {
 	cp := controlPlane(t)
 	ctx := testContext(t)
 	m := validMOSC("columns")
-	if err := cp.Client.Create(ctx, m); err != nil {
+	if err := create(ctx, t, cp.Client, m); err != nil {
 		t.Fatal(err)
 	}
 	m.Status.CurrentImagePullspec = mosbv1.ImageDigestFormat("registry.example.com:5000/os/worker@" + digest)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/containers/buildah"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mosb-dev/mosb/test/harness"
 )
@@ -42,4 +44,19 @@ func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// create makes obj for the test's duration: the control plane is shared by the package, so what a
+// test makes goes when it ends, and the package runs again (-count) on the same API server.
+func create(ctx context.Context, t *testing.T, c client.Client, obj client.Object) error {
+	t.Helper()
+	if err := c.Create(ctx, obj); err != nil {
+		return err
+	}
+	t.Cleanup(func() {
+		if err := c.Delete(context.Background(), obj); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("deleting %s: %v", obj.GetName(), err)
+		}
+	})
+	return nil
 }

@@ -420,7 +420,8 @@ func TestRBACControllerPodPassesRestrictedPodSecurity(t *testing.T) {
 	cp := controlPlane(t)
 	ctx := testContext(t)
 	kubectl := kubectlIn(cp.Assets)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "rbac-restricted", Labels: map[string]string{
+	// A name of its own per run: envtest has no namespace controller, so a deleted namespace stays.
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "rbac-restricted-", Labels: map[string]string{
 		"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest",
 	}}}
 	if err := cp.Client.Create(ctx, ns); err != nil {
