@@ -5,11 +5,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -317,7 +318,7 @@ func TestPodObjectsConfigMapHoldsNoSecret(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range append(keys(cm.Data), keys(cm.BinaryData)...) {
+	for _, k := range append(slices.Sorted(maps.Keys(cm.Data)), slices.Sorted(maps.Keys(cm.BinaryData))...) {
 		if strings.Contains(strings.ToLower(k), "auth") || strings.Contains(k, "docker") {
 			t.Errorf("ConfigMap key %q looks like credentials", k)
 		}
@@ -411,12 +412,12 @@ func TestPodObjectsDeterministic(t *testing.T) {
 	// The same request built again, its maps filled in another order.
 	r2 := r1
 	r2.Build.ContextFiles = map[string][]byte{}
-	ks := keys(r1.Build.ContextFiles)
+	ks := slices.Sorted(maps.Keys(r1.Build.ContextFiles))
 	for i := len(ks) - 1; i >= 0; i-- {
 		r2.Build.ContextFiles[ks[i]] = append([]byte(nil), r1.Build.ContextFiles[ks[i]]...)
 	}
 	r2.Registry.CAs = map[string][]byte{}
-	cks := keys(r1.Registry.CAs)
+	cks := slices.Sorted(maps.Keys(r1.Registry.CAs))
 	for i := len(cks) - 1; i >= 0; i-- {
 		r2.Registry.CAs[cks[i]] = r1.Registry.CAs[cks[i]]
 	}
@@ -497,7 +498,7 @@ func TestPodRequestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(cfg.RegistryCAs(), r.Registry.CAs) {
-		t.Errorf("push CAs %v", keys(cfg.RegistryCAs()))
+		t.Errorf("push CAs %v", slices.Sorted(maps.Keys(cfg.RegistryCAs())))
 	}
 	for host, insecure := range map[string]bool{
 		"insecure.example.com:5000": true, "insecure.example.com": false, "a.lab.example": true,
@@ -709,15 +710,6 @@ func rm(t *testing.T, dir, name string) {
 	if err := os.Remove(p); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func contains(ss []string, s string) bool {

@@ -94,20 +94,9 @@ spec:
 // machineOSConfig is the cluster's twin of fixture.writeMachineOSConfig's file: same pool, secrets,
 // base image, release version and snippet. pushSecret names the push secret ("push" exists).
 func (c *cluster) machineOSConfig(name, target, content, pushSecret string) *mosbv1.MachineOSConfig {
-	m := &mosbv1.MachineOSConfig{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: mosbv1.MachineOSConfigSpec{
-			MachineConfigPool: mosbv1.MachineConfigPoolReference{Name: poolName},
-			BuildInputs: mosbv1.BuildInputs{
-				BaseOSImagePullspec:     mosbv1.ImageDigestFormat(c.f.base),
-				ReleaseVersion:          releaseVersion,
-				BaseImagePullSecret:     mosbv1.ImageSecretObjectReference{Name: "pull"},
-				RenderedImagePushSecret: mosbv1.ImageSecretObjectReference{Name: pushSecret},
-				ImageBuilder:            mosbv1.MachineOSImageBuilder{ImageBuilderType: mosbv1.PodImageBuilder},
-				RenderedImagePushspec:   mosbv1.ImageTagPushspec(target),
-			},
-		},
-	}
+	m := harness.MachineOSConfig(name, poolName, c.f.base, target)
+	m.Spec.BuildInputs.ReleaseVersion = releaseVersion
+	m.Spec.BuildInputs.RenderedImagePushSecret.Name = pushSecret
 	if content != "" {
 		m.Spec.BuildInputs.Containerfile = []mosbv1.MachineOSContainerfile{{Content: content}}
 	}

@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
+	"maps"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -118,7 +119,7 @@ func TestMirrorSetsServeTheBaseWhileItsRegistryIsDown(t *testing.T) {
 	}
 	for _, host := range []string{mirror.Host, icpMirror, e.reg.Host} {
 		if !bytes.Equal(req.Registry.CAs[host], ca.PEM) {
-			t.Errorf("the pod did not get the CA for %s (has CAs for %v)", host, keys(req.Registry.CAs))
+			t.Errorf("the pod did not get the CA for %s (has CAs for %v)", host, slices.Sorted(maps.Keys(req.Registry.CAs)))
 		}
 	}
 
@@ -436,12 +437,7 @@ func TestAdditionalTrustedCAReachesBuildsAndMosbsOwnCalls(t *testing.T) {
 // architectures it pushes the OCI index itself, to a registry only that CA vouches for.
 func TestAdditionalTrustedCAReachesTheIndexPush(t *testing.T) {
 	t.Parallel()
-	if _, err := os.Stat("/proc/sys/fs/binfmt_misc/qemu-aarch64"); err != nil {
-		t.Skip("SKIPPED LOUDLY: arm64 emulation is not registered (hack/binfmt.sh); the arm64 build pod cannot run here")
-	}
-	if _, err := os.Stat(harness.BusyboxPath("arm64")); err != nil {
-		t.Skip("SKIPPED LOUDLY: no arm64 busybox (hack/arm64-busybox.sh)")
-	}
+	needArm64Emulation(t)
 	e := newEnv(t, "amd64", "arm64")
 	private := harness.StartRegistry(t, harness.NoAuth())
 	e.trustCA(private)
@@ -554,16 +550,7 @@ func TestPinnedImageSetNeverExceedsTheLimit(t *testing.T) {
 	for _, o := range []client.Object{
 		&mcfgv1.MachineConfigPool{ObjectMeta: metav1.ObjectMeta{Name: pool},
 			Spec: mcfgv1.MachineConfigPoolSpec{PinnedImageSets: []mcfgv1.PinnedImageSetRef{{Name: "admin-set"}}}},
-		&mosbv1.MachineOSConfig{ObjectMeta: metav1.ObjectMeta{Name: "hist"}, Spec: mosbv1.MachineOSConfigSpec{
-			MachineConfigPool: mosbv1.MachineConfigPoolReference{Name: pool},
-			BuildInputs: mosbv1.BuildInputs{
-				BaseOSImagePullspec:     mosbv1.ImageDigestFormat(fmt.Sprintf("registry.example.com/os/base@sha256:%064x", 0)),
-				BaseImagePullSecret:     mosbv1.ImageSecretObjectReference{Name: "pull"},
-				RenderedImagePushSecret: mosbv1.ImageSecretObjectReference{Name: "push"},
-				ImageBuilder:            mosbv1.MachineOSImageBuilder{ImageBuilderType: mosbv1.PodImageBuilder},
-				RenderedImagePushspec:   "registry.example.com/os/hist:latest",
-			},
-		}},
+		harness.MachineOSConfig("hist", pool, fmt.Sprintf("registry.example.com/os/base@sha256:%064x", 0), "registry.example.com/os/hist:latest"),
 	} {
 		if err := c.Create(ctx, o); err != nil {
 			t.Fatal(err)
@@ -661,15 +648,6 @@ func degradedCondition(e *env, name string) *metav1.Condition {
 		}
 	}
 	return nil
-}
-
-func keys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func (e *env) waitPinned(setName string, images ...string) {

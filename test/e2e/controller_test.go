@@ -17,23 +17,13 @@ import (
 
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
 	"github.com/mosb-dev/mosb/pipeline"
+	"github.com/mosb-dev/mosb/test/harness"
 )
 
 const buildTimeout = 3 * time.Minute
 
 func (e *env) newMOSC(name, content string) *mosbv1.MachineOSConfig {
-	m := &mosbv1.MachineOSConfig{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: mosbv1.MachineOSConfigSpec{
-			MachineConfigPool: mosbv1.MachineConfigPoolReference{Name: poolName},
-			BuildInputs: mosbv1.BuildInputs{
-				BaseImagePullSecret:     mosbv1.ImageSecretObjectReference{Name: "pull"},
-				RenderedImagePushSecret: mosbv1.ImageSecretObjectReference{Name: "push"},
-				ImageBuilder:            mosbv1.MachineOSImageBuilder{ImageBuilderType: mosbv1.PodImageBuilder},
-				RenderedImagePushspec:   mosbv1.ImageTagPushspec(e.reg.Host + "/os/" + name + ":latest"),
-			},
-		},
-	}
+	m := harness.MachineOSConfig(name, poolName, "", e.reg.Host+"/os/"+name+":latest")
 	if content != "" {
 		m.Spec.BuildInputs.Containerfile = []mosbv1.MachineOSContainerfile{{Content: content}}
 	}

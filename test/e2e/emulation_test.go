@@ -27,7 +27,9 @@ import (
 // entries (amd64 and arm64) choose the architectures. The stand-in runs every pod on this machine,
 // where qemu binfmt runs the arm64 RUN steps, as a real node labelled so would.
 
-func emulationEnv(t *testing.T, controllerArgs ...string) *env {
+// needArm64Emulation skips, loudly, where an arm64 build cannot run: qemu's binfmt handler is not
+// registered, or the arm64 busybox of the base image is missing.
+func needArm64Emulation(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat("/proc/sys/fs/binfmt_misc/qemu-aarch64"); err != nil {
 		t.Skip("SKIPPED LOUDLY: arm64 emulation is not registered (hack/binfmt.sh); the arm64 build pod cannot run here")
@@ -35,12 +37,21 @@ func emulationEnv(t *testing.T, controllerArgs ...string) *env {
 	if _, err := os.Stat(harness.BusyboxPath("arm64")); err != nil {
 		t.Skip("SKIPPED LOUDLY: no arm64 busybox (hack/arm64-busybox.sh)")
 	}
-	return newEnvWith(t, envOptions{
-		nodes: []kubeletstandin.Node{{Name: "node-amd64", Labels: map[string]string{
-			"kubernetes.io/arch": "amd64", pipeline.EmulationLabel("arm64"): "true",
-		}}},
-		controllerArgs: controllerArgs,
-	}, "amd64", "arm64")
+}
+
+func emulationEnv(t *testing.T, controllerArgs ...string) *env {
+	t.Helper()
+	return emulationEnvWith(t, envOptions{controllerArgs: controllerArgs})
+}
+
+// emulationEnvWith is emulationEnv with options; its nodes are emulationEnv's.
+func emulationEnvWith(t *testing.T, o envOptions) *env {
+	t.Helper()
+	needArm64Emulation(t)
+	o.nodes = []kubeletstandin.Node{{Name: "node-amd64", Labels: map[string]string{
+		"kubernetes.io/arch": "amd64", pipeline.EmulationLabel("arm64"): "true",
+	}}}
+	return newEnvWith(t, o, "amd64", "arm64")
 }
 
 // twoArchMOSC has an amd64 and an arm64 containerFile entry, each printing the machine it runs on.
@@ -230,16 +241,7 @@ func TestEmulationOffAPodWaitsForItsArchitecture(t *testing.T) {
 // can.
 func TestUncordoningTheEmulatingNodeMovesAWaitingPod(t *testing.T) {
 	t.Parallel()
-	if _, err := os.Stat("/proc/sys/fs/binfmt_misc/qemu-aarch64"); err != nil {
-		t.Skip("SKIPPED LOUDLY: arm64 emulation is not registered (hack/binfmt.sh)")
-	}
-	e := newEnvWith(t, envOptions{
-		nodes: []kubeletstandin.Node{{Name: "node-amd64", Labels: map[string]string{
-			"kubernetes.io/arch": "amd64", pipeline.EmulationLabel("arm64"): "true",
-		}}},
-		controllerArgs:    []string{"--allow-emulation"},
-		standinNamespaces: []string{"no-builds-here"},
-	}, "amd64", "arm64")
+	e := emulationEnvWith(t, envOptions{controllerArgs: []string{"--allow-emulation"}, standinNamespaces: []string{"no-builds-here"}})
 	e.setUnschedulable("node-amd64", true)
 	m := e.newMOSC("cordon", "")
 	m.Spec.BuildInputs.Containerfile = []mosbv1.MachineOSContainerfile{{ContainerfileArch: mosbv1.ArchARM64, Content: "RUN uname -m"}}

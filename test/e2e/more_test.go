@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -96,12 +95,7 @@ func TestTwoRebuildRequestsInARowEndWithTheSecond(t *testing.T) {
 
 func TestPoolOfTwoArchitecturesGetsAnIndex(t *testing.T) {
 	t.Parallel()
-	if _, err := os.Stat("/proc/sys/fs/binfmt_misc/qemu-aarch64"); err != nil {
-		t.Skip("SKIPPED LOUDLY: arm64 emulation is not registered (hack/binfmt.sh); the arm64 build pod cannot run here")
-	}
-	if _, err := os.Stat(harness.BusyboxPath("arm64")); err != nil {
-		t.Skip("SKIPPED LOUDLY: no arm64 busybox (hack/arm64-busybox.sh)")
-	}
+	needArm64Emulation(t)
 	e := newEnv(t, "amd64", "arm64")
 	ctx := t.Context()
 	if err := e.c.Create(ctx, e.newMOSC("multi", "RUN uname -m > /etc/built-on")); err != nil {

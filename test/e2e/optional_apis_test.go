@@ -36,19 +36,7 @@ func TestControllerToleratesMissingOpenShiftAPIs(t *testing.T) {
 		}
 	}
 	ctrl := startController(t, bin, cp.Kubeconfig)
-	m := &mosbv1.MachineOSConfig{
-		ObjectMeta: metav1.ObjectMeta{Name: "plain"},
-		Spec: mosbv1.MachineOSConfigSpec{
-			MachineConfigPool: mosbv1.MachineConfigPoolReference{Name: poolName},
-			BuildInputs: mosbv1.BuildInputs{
-				BaseOSImagePullspec:     mosbv1.ImageDigestFormat("r.example.com/os/base@sha256:" + strings.Repeat("a", 64)),
-				BaseImagePullSecret:     mosbv1.ImageSecretObjectReference{Name: "pull"},
-				RenderedImagePushSecret: mosbv1.ImageSecretObjectReference{Name: "push"},
-				ImageBuilder:            mosbv1.MachineOSImageBuilder{ImageBuilderType: mosbv1.PodImageBuilder},
-				RenderedImagePushspec:   "r.example.com/os/plain:latest",
-			},
-		},
-	}
+	m := harness.MachineOSConfig("plain", poolName, "r.example.com/os/base@sha256:"+strings.Repeat("a", 64), "r.example.com/os/plain:latest")
 	if err := cp.Client.Create(ctx, m); err != nil {
 		t.Fatal(err)
 	}

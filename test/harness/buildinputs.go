@@ -19,19 +19,15 @@ import (
 // directory and an --authfile — as the CLI tests, the benchmark and the mosb image build write
 // them.
 
-// BuildMachineOSConfig is a MachineOSConfig for `mosb build` in YAML: pool worker, secrets pull and
-// push, base by digest, target by tag, and one containerFile entry per content key (the
-// architecture; "" for an entry that names none), in key order. Each entry's content ends in one
-// newline, as a YAML literal block would have it.
-func BuildMachineOSConfig(name, base, target, releaseVersion string, content map[string]string) []byte {
-	m := &mosbv1.MachineOSConfig{
-		TypeMeta:   metav1.TypeMeta{APIVersion: mosbv1.GroupVersion.String(), Kind: "MachineOSConfig"},
+// MachineOSConfig is the MachineOSConfig the tests start from: pool pool, the pull and push
+// secrets named "pull" and "push", the pod image builder, base (none when "") and target.
+func MachineOSConfig(name, pool, base, target string) *mosbv1.MachineOSConfig {
+	return &mosbv1.MachineOSConfig{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: mosbv1.MachineOSConfigSpec{
-			MachineConfigPool: mosbv1.MachineConfigPoolReference{Name: "worker"},
+			MachineConfigPool: mosbv1.MachineConfigPoolReference{Name: pool},
 			BuildInputs: mosbv1.BuildInputs{
 				BaseOSImagePullspec:     mosbv1.ImageDigestFormat(base),
-				ReleaseVersion:          releaseVersion,
 				ImageBuilder:            mosbv1.MachineOSImageBuilder{ImageBuilderType: mosbv1.PodImageBuilder},
 				BaseImagePullSecret:     mosbv1.ImageSecretObjectReference{Name: "pull"},
 				RenderedImagePushSecret: mosbv1.ImageSecretObjectReference{Name: "push"},
@@ -39,6 +35,16 @@ func BuildMachineOSConfig(name, base, target, releaseVersion string, content map
 			},
 		},
 	}
+}
+
+// BuildMachineOSConfig is a MachineOSConfig for `mosb build` in YAML: pool worker, secrets pull and
+// push, base by digest, target by tag, and one containerFile entry per content key (the
+// architecture; "" for an entry that names none), in key order. Each entry's content ends in one
+// newline, as a YAML literal block would have it.
+func BuildMachineOSConfig(name, base, target, releaseVersion string, content map[string]string) []byte {
+	m := MachineOSConfig(name, "worker", base, target)
+	m.TypeMeta = metav1.TypeMeta{APIVersion: mosbv1.GroupVersion.String(), Kind: "MachineOSConfig"}
+	m.Spec.BuildInputs.ReleaseVersion = releaseVersion
 	for _, arch := range slices.Sorted(maps.Keys(content)) {
 		m.Spec.BuildInputs.Containerfile = append(m.Spec.BuildInputs.Containerfile, mosbv1.MachineOSContainerfile{
 			ContainerfileArch: mosbv1.ContainerfileArch(arch),

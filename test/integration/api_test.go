@@ -20,19 +20,7 @@ import (
 const digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 func validMOSC(name string) *mosbv1.MachineOSConfig {
-	return &mosbv1.MachineOSConfig{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: mosbv1.MachineOSConfigSpec{
-			MachineConfigPool: mosbv1.MachineConfigPoolReference{Name: "worker"},
-			BuildInputs: mosbv1.BuildInputs{
-				BaseOSImagePullspec:     "quay.io/openshift/os@" + digest,
-				BaseImagePullSecret:     mosbv1.ImageSecretObjectReference{Name: "pull"},
-				ImageBuilder:            mosbv1.MachineOSImageBuilder{ImageBuilderType: mosbv1.PodImageBuilder},
-				RenderedImagePushSecret: mosbv1.ImageSecretObjectReference{Name: "push"},
-				RenderedImagePushspec:   "registry.example.com:5000/os/worker:latest",
-			},
-		},
-	}
+	return harness.MachineOSConfig(name, "worker", "quay.io/openshift/os@"+digest, "registry.example.com:5000/os/worker:latest")
 }
 
 func TestMachineOSConfigEveryFieldRoundTrips(t *testing.T) {

@@ -138,26 +138,15 @@ func (m mirrorFixture) inputs(t *testing.T, target string, policy configv1.Mirro
 		cas[host+".."+port] = string(r.CA.PEM)
 	}
 
+	mosc := harness.MachineOSConfig("mirrored", "worker", m.base, target)
+	mosc.Spec.BuildInputs.Containerfile = []mosbv1.MachineOSContainerfile{{
+		Content: "RUN grep -q 'mosb test OS' /etc/os-release\nLABEL org.example.mirror-test=built",
+	}}
 	return pipeline.Inputs{
-		MachineOSConfig: &mosbv1.MachineOSConfig{
-			ObjectMeta: metav1.ObjectMeta{Name: "mirrored"},
-			Spec: mosbv1.MachineOSConfigSpec{
-				MachineConfigPool: mosbv1.MachineConfigPoolReference{Name: "worker"},
-				BuildInputs: mosbv1.BuildInputs{
-					BaseOSImagePullspec:     mosbv1.ImageDigestFormat(m.base),
-					BaseImagePullSecret:     mosbv1.ImageSecretObjectReference{Name: "pull"},
-					ImageBuilder:            mosbv1.MachineOSImageBuilder{ImageBuilderType: mosbv1.PodImageBuilder},
-					RenderedImagePushSecret: mosbv1.ImageSecretObjectReference{Name: "push"},
-					RenderedImagePushspec:   mosbv1.ImageTagPushspec(target),
-					Containerfile: []mosbv1.MachineOSContainerfile{{
-						Content: "RUN grep -q 'mosb test OS' /etc/os-release\nLABEL org.example.mirror-test=built",
-					}},
-				},
-			},
-		},
-		PullSecret: secret("pull"),
-		PushSecret: secret("push"),
-		Namespace:  ns,
+		MachineOSConfig: mosc,
+		PullSecret:      secret("pull"),
+		PushSecret:      secret("push"),
+		Namespace:       ns,
 		Cluster: registry.ConfigSources{
 			Image: &configv1.Image{
 				ObjectMeta: metav1.ObjectMeta{Name: "cluster"},

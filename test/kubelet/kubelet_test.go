@@ -204,19 +204,9 @@ func testDeploymentRecreated(t *testing.T, c *cluster) {
 }
 
 func (c *cluster) newMOSC(name string, files []mosbv1.MachineOSContainerfile) *mosbv1.MachineOSConfig {
-	return &mosbv1.MachineOSConfig{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: mosbv1.MachineOSConfigSpec{
-			MachineConfigPool: mosbv1.MachineConfigPoolReference{Name: pool},
-			BuildInputs: mosbv1.BuildInputs{
-				BaseImagePullSecret:     mosbv1.ImageSecretObjectReference{Name: "pull"},
-				RenderedImagePushSecret: mosbv1.ImageSecretObjectReference{Name: "push"},
-				ImageBuilder:            mosbv1.MachineOSImageBuilder{ImageBuilderType: mosbv1.PodImageBuilder},
-				RenderedImagePushspec:   mosbv1.ImageTagPushspec(c.reg.Host + "/os/" + name + ":latest"),
-				Containerfile:           files,
-			},
-		},
-	}
+	m := harness.MachineOSConfig(name, pool, "", c.reg.Host+"/os/"+name+":latest")
+	m.Spec.BuildInputs.Containerfile = files
+	return m
 }
 
 // waitReady waits until the MachineOSConfig's status holds an image; a failed build fails fast.
