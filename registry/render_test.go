@@ -40,6 +40,16 @@ func renderSources(t testing.TB) ConfigSources {
 	}
 }
 
+// loadPullConf renders cfg's pull registries.conf and loads it as containers/image would.
+func loadPullConf(t *testing.T, cfg *Config) (*types.SystemContext, []byte) {
+	t.Helper()
+	conf, err := cfg.PullRegistriesConf()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loadRegistriesConf(t, conf), conf
+}
+
 func loadRegistriesConf(t *testing.T, conf []byte) *types.SystemContext {
 	t.Helper()
 	dir := t.TempDir()
@@ -96,11 +106,7 @@ func TestPullRegistriesConfAgreesWithContainers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf, err := cfg.PullRegistriesConf()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys := loadRegistriesConf(t, conf)
+	sys, _ := loadPullConf(t, cfg)
 	refs := []string{
 		"quay.io/openshift-release-dev/ocp-release@" + dgA,
 		"quay.io/openshift-release-dev/ocp-release:4.16",
@@ -141,11 +147,7 @@ func TestPullRegistriesConfFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf, err := cfg.PullRegistriesConf()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys := loadRegistriesConf(t, conf)
+	sys, _ := loadPullConf(t, cfg)
 	find := func(ref string) *sysregistriesv2.Registry {
 		t.Helper()
 		reg, err := sysregistriesv2.FindRegistry(sys, ref)

@@ -109,22 +109,14 @@ func TestForPullsKeepsOnlyTheRulesThatApply(t *testing.T) {
 			notMirrored: []string{ocp + "@" + dgA},
 		},
 	}
-	fullConf, err := cfg.PullRegistriesConf()
-	if err != nil {
-		t.Fatal(err)
-	}
-	full := loadRegistriesConf(t, fullConf)
+	full, _ := loadPullConf(t, cfg)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			scoped := cfg.ForPulls(mustRefs(t, tc.refs...))
 			if got := describeRules(scoped); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("kept rules\n got: %q\nwant: %q", got, tc.want)
 			}
-			conf, err := scoped.PullRegistriesConf()
-			if err != nil {
-				t.Fatal(err)
-			}
-			sys := loadRegistriesConf(t, conf)
+			sys, _ := loadPullConf(t, scoped)
 			for _, r := range tc.refs {
 				if got, want := resolveWithContainers(sys, r), resolveWithContainers(full, r); !reflect.DeepEqual(got, want) {
 					t.Errorf("%s: containers/image tries %q with the scoped registries.conf, %q with the whole one", r, got, want)
@@ -258,11 +250,7 @@ func TestForPullsResolvesAsTheWholeConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fullConf, err := cfg.PullRegistriesConf()
-	if err != nil {
-		t.Fatal(err)
-	}
-	full := loadRegistriesConf(t, fullConf)
+	full, _ := loadPullConf(t, cfg)
 	lists := [][]string{edgeRefs}
 	for _, r := range edgeRefs {
 		lists = append(lists, []string{r})
@@ -274,11 +262,7 @@ func TestForPullsResolvesAsTheWholeConfig(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			scoped := cfg.ForPulls(mustRefs(t, list...))
-			conf, err := scoped.PullRegistriesConf()
-			if err != nil {
-				t.Fatal(err)
-			}
-			sys := loadRegistriesConf(t, conf)
+			sys, conf := loadPullConf(t, scoped)
 			for _, r := range list {
 				if got, want := resolveWithContainers(sys, r), resolveWithContainers(full, r); !reflect.DeepEqual(got, want) {
 					t.Errorf("%s: containers/image\n scoped: %q\n  whole: %q\nscoped registries.conf:\n%s", r, got, want, conf)
