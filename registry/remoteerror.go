@@ -25,7 +25,7 @@ var (
 
 // RemoteError is a failed registry call. Its message names the registry and the HTTP status.
 type RemoteError struct {
-	// Op is what was being done: "resolve", "check" or "push".
+	// Op is what was being done: "resolve", "check", "inspect" or "push".
 	Op string
 	// Reference is the image the call was about.
 	Reference string
