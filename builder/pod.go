@@ -108,6 +108,8 @@ type PodRequest struct {
 	// the architecture under emulation); nil: a node of the build's architecture
 	// (kubernetes.io/arch).
 	NodeSelector map[string]string
+	// Resources are the build container's requests and limits (copied).
+	Resources corev1.ResourceRequirements
 }
 
 // requestDoc is request.json: everything of the request that is not a file of its own.
@@ -253,6 +255,7 @@ func PodObjects(r PodRequest) (*corev1.ConfigMap, *corev1.Pod, error) {
 				TerminationMessagePath:   PodTerminationLog,
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 				SecurityContext:          buildSecurityContext(),
+				Resources:                *r.Resources.DeepCopy(),
 			}},
 		},
 	}

@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	configv1 "github.com/openshift/api/config/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -403,6 +404,28 @@ func TestPodObjectsNodeSelectorAsGiven(t *testing.T) {
 	r.NodeSelector["emulation.mosb.dev/arm64"] = "false"
 	if pod.Spec.NodeSelector["emulation.mosb.dev/arm64"] != "true" {
 		t.Error("the pod shares its node selector map with the request")
+	}
+}
+
+func TestPodObjectsResourcesOnTheBuildContainer(t *testing.T) {
+	r := podRequest(t)
+	_, pod := podObjects(t, r)
+	if got := pod.Spec.Containers[0].Resources; got.Requests != nil || got.Limits != nil {
+		t.Errorf("no resources asked, got %+v", got)
+	}
+	r.Resources = corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("1Gi"), corev1.ResourceEphemeralStorage: resource.MustParse("6Gi")},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("4Gi"), corev1.ResourceEphemeralStorage: resource.MustParse("12Gi")},
+	}
+	want := *r.Resources.DeepCopy()
+	_, pod = podObjects(t, r)
+	c := pod.Spec.Containers[0]
+	if c.Name != builder.PodContainerName || !reflect.DeepEqual(c.Resources, want) {
+		t.Fatalf("container %s resources = %+v, want %+v", c.Name, c.Resources, want)
+	}
+	r.Resources.Limits[corev1.ResourceMemory] = resource.MustParse("1Mi")
+	if q := c.Resources.Limits[corev1.ResourceMemory]; q.String() != "4Gi" {
+		t.Error("the pod shares its resource lists with the request")
 	}
 }
 
