@@ -67,8 +67,15 @@ type BuildReconciler struct {
 	Metrics   *Metrics
 	// Workers is how many MachineOSConfigs are reconciled at once (default 1).
 	Workers int
+	// BuildResources are the build pods' default requests and limits (--build-requests,
+	// --build-limits); a MachineOSConfig's annotations override them key by key.
+	BuildResources BuildResources
 
 	logged sync.Map
+	// baseSizes caches base image sizes, which size ephemeral storage (podResources).
+	baseSizes baseSizes
+	// registryOptions are added to the registry clients of the base size lookup (tests).
+	registryOptions []registry.Option
 }
 
 // Reconcile brings one MachineOSConfig's build and status up to date.
@@ -579,6 +586,7 @@ func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan,
 	if p.Emulated {
 		labels[LabelEmulated] = "true"
 	}
+	resources := r.podResources(ctx, plan, a.Arch)
 	cm, pod, err := builder.PodObjects(builder.PodRequest{
 		Name:                  name,
 		Namespace:             r.Namespace,
@@ -594,6 +602,7 @@ func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan,
 		ActiveDeadlineSeconds: deadline,
 		HostNetwork:           r.HostNetwork,
 		NodeSelector:          p.NodeSelector,
+		Resources:             resources,
 	})
 	if err != nil {
 		return false, fmt.Errorf("building the pod of %s for %s: %w", b.Name, a.Arch, err)
@@ -607,7 +616,7 @@ func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan,
 		}
 		return false, fmt.Errorf("creating pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
-	ctrl.LoggerFrom(ctx).Info("build pod created", "pod", pod.Name, "arch", a.Arch, "emulated", p.Emulated)
+	ctrl.LoggerFrom(ctx).Info("build pod created", "pod", pod.Name, "arch", a.Arch, "emulated", p.Emulated, "resources", describeResources(resources))
 	return true, nil
 }
 

@@ -35,6 +35,7 @@ const (
 func (r *BuildReconciler) gatherInputs(ctx context.Context, m *mosbv1.MachineOSConfig) (Inputs, *Failure, error) {
 	in := Inputs{
 		MachineOSConfig: m, Namespace: r.Namespace, DefaultArch: r.DefaultArch, BuilderVersion: r.BuilderVersion,
+		BuildResources: r.BuildResources,
 	}
 	obj := "MachineOSConfig " + m.Name
 

@@ -53,6 +53,9 @@ type Inputs struct {
 	// CredentialsOptional lets a missing secret mean "no credentials" instead of SecretNotFound:
 	// for `mosb render`, which neither pulls nor pushes.
 	CredentialsOptional bool
+	// BuildResources are the build pods' default requests and limits (the controller's flags),
+	// which the MachineOSConfig's annotations override key by key (ResolveBuildResources).
+	BuildResources BuildResources
 }
 
 // ArchPlan is one architecture's build.
@@ -85,6 +88,10 @@ type Plan struct {
 	PullAuths, PushAuths registry.Auths
 	// PullSecretName and PushSecretName are the secrets' names in the build namespace.
 	PullSecretName, PushSecretName string
+	// Resources are the build pods' requests and limits (not part of the identity: they do not
+	// change the image). Where StorageFromBase, the controller sizes ephemeral storage from the
+	// base image when it makes a pod.
+	Resources corev1.ResourceRequirements
 }
 
 // ShortIdentity is the part of the identity in a MachineOSBuild's name.
@@ -174,10 +181,15 @@ func Prepare(in Inputs) (*Plan, error) {
 	if f != nil {
 		return nil, f
 	}
+	resources, f := ResolveBuildResources(obj, in.BuildResources, m.Annotations)
+	if f != nil {
+		return nil, f
+	}
 	plan := &Plan{
 		Target: target, BaseImage: base, ExtensionsImage: ext, ReleaseVersion: release,
 		RenderedMachineConfig: renderedName, Config: cfg, PullAuths: pullAuths, PushAuths: pushAuths,
 		PullSecretName: bi.BaseImagePullSecret.Name, PushSecretName: bi.RenderedImagePushSecret.Name,
+		Resources: resources,
 	}
 	for _, arch := range arches {
 		cf, err := containerfiles.Assemble(cfInput, arch)

@@ -19,6 +19,7 @@ const (
 	ReasonPoolNotFound           = "PoolNotFound"
 	ReasonInvalidClusterConfig   = "InvalidClusterConfig"
 	ReasonInvalidMachineOSConfig = "InvalidMachineOSConfig"
+	ReasonInvalidBuildResources  = "InvalidBuildResources"
 )
 
 // Failure is input that can never build as given. Reason is the condition reason; Message names
