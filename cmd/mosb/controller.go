@@ -41,6 +41,8 @@ type controllerOptions struct {
 	workers          int
 	pinImages        bool
 	allowEmulation   bool
+	buildRequests    string
+	buildLimits      string
 }
 
 func newControllerCommand() *cobra.Command {
@@ -71,11 +73,18 @@ func newControllerCommand() *cobra.Command {
 	fl.IntVar(&o.workers, "workers", 4, "MachineOSConfigs reconciled at once")
 	fl.BoolVar(&o.pinImages, "pin-images", false, "after each successful build, pin the new image and its base in the PinnedImageSet mosb-<pool>, referenced from the pool (the annotation mosb.dev/pin-images: \"true\"/\"false\" on a MachineOSConfig opts in or out)")
 	fl.BoolVar(&o.allowEmulation, "allow-emulation", false, "when no schedulable node has a build's architecture, run its build pod on a node labelled emulation.mosb.dev/<arch>=true (one that runs that architecture under qemu binfmt); without it such a pod waits for a node")
+	fl.StringVar(&o.buildRequests, "build-requests", pipeline.DefaultBuildRequests, "build pods' resource requests, cpu=…,memory=…,ephemeral-storage=… (the annotation "+pipeline.AnnotationBuildRequests+" on a MachineOSConfig overrides them key by key); without ephemeral-storage here or in --build-limits it is sized from the base image")
+	fl.StringVar(&o.buildLimits, "build-limits", pipeline.DefaultBuildLimits, "build pods' resource limits, same syntax (annotation "+pipeline.AnnotationBuildLimits+"); empty: none")
 	fl.DurationVar(&o.imagePullGrace, "builder-image-pull-grace", 5*time.Minute, "how long a build pod may fail to pull the builder image before the build fails with BuilderImageUnavailable")
 	return cmd
 }
 
 func runController(cmd *cobra.Command, o controllerOptions) error {
+	// Refused at start-up, before anything else: every build would get them.
+	resources, err := pipeline.ParseBuildResources(o.buildRequests, o.buildLimits)
+	if err != nil {
+		return invalid("%v", err)
+	}
 	ownPod, err := builderImageSource(o.builderImage, os.Getenv)
 	if err != nil {
 		return err
@@ -157,7 +166,9 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 		BuilderVersion:   builderVersion(),
 		HostNetwork:      o.hostNetwork,
 		AllowEmulation:   o.allowEmulation,
+		BuildResources:   resources,
 	}
+	log.Info("build pod resources", "requests", o.buildRequests, "limits", o.buildLimits, "annotations", pipeline.AnnotationBuildRequests+", "+pipeline.AnnotationBuildLimits)
 	if o.allowEmulation {
 		log.Info("emulation allowed: a build with no schedulable node of its architecture runs on a node labelled " + pipeline.EmulationLabelPrefix + "<arch>=true")
 	}

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Bad resource flags stop the controller at start-up, before it reads a kubeconfig or reaches a
+// cluster, with a message naming the flag, the entry and the syntax.
+func TestControllerRefusesBadResourceFlags(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "no-such-kubeconfig")
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--build-limits=memory=lots"}, []string{"--build-limits", `"lots" is not a quantity`, "cpu=…,memory=…,ephemeral-storage=…"}},
+		{[]string{"--build-requests=cpu=1,gpu=1"}, []string{"--build-requests", `"gpu"`}},
+		{[]string{"--build-requests=memory=8Gi"}, []string{"--build-requests memory=8Gi is above --build-limits memory=4Gi"}},
+	} {
+		res := runCLI(t, append([]string{"controller", "--kubeconfig=" + kubeconfig, "--builder-image=mosb:test"}, tc.args...)...)
+		if res.code != exitInvalidInput {
+			t.Errorf("%v: exit %d, want %d; stderr: %s", tc.args, res.code, exitInvalidInput, res.stderr)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(res.stderr, w) {
+				t.Errorf("%v: stderr does not say %q: %s", tc.args, w, res.stderr)
+			}
+		}
+		if strings.Contains(res.stderr, "kubeconfig") {
+			t.Errorf("%v: the cluster configuration was read before the flags were checked: %s", tc.args, res.stderr)
+		}
+	}
+}
