@@ -94,7 +94,7 @@ func classifyFailed(pod *corev1.Pod, term *corev1.ContainerStateTerminated) Outc
 		return failed(builder.FailureBuildFailed, false, fmt.Sprintf("build pod %s failed: %s %s", pod.Name, pod.Status.Reason, pod.Status.Message))
 	}
 	if term.Reason == "OOMKilled" {
-		return failed(ReasonOutOfMemory, false, fmt.Sprintf("build pod %s ran out of memory (exit code %d); give build pods more memory", pod.Name, term.ExitCode))
+		return failed(ReasonOutOfMemory, false, fmt.Sprintf("build pod %s ran out of memory (exit code %d); raise its memory limit with the annotation %s on the MachineOSConfig (e.g. memory=8Gi) or the controller's --build-limits", pod.Name, term.ExitCode, AnnotationBuildLimits))
 	}
 	if f, ok := builder.ParseWorkerFailure(term.Message); ok {
 		return failed(f.Reason, f.Retryable, fmt.Sprintf("build pod %s failed with exit code %d: %s", pod.Name, term.ExitCode, f.Message))

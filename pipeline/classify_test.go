@@ -46,7 +46,7 @@ func TestClassifyPodOverRecordedStatuses(t *testing.T) {
 		{"non-zero exit, log tail", &corev1.Pod{Status: term(1, "Error", "STEP 3/4: RUN false\nerror building at STEP")}, true, true, builder.FailureBuildFailed, false, "exit code 1"},
 		{"worker: push refused", &corev1.Pod{Status: term(1, "Error", string(pushFailure))}, true, true, builder.FailurePushFailed, false, "credentials"},
 		{"worker: registry unreachable", &corev1.Pod{Status: term(1, "Error", string(unreachable))}, true, true, builder.FailurePushFailed, true, "unreachable"},
-		{"OOMKilled", &corev1.Pod{Status: term(137, "OOMKilled", "")}, true, true, ReasonOutOfMemory, false, "out of memory"},
+		{"OOMKilled", &corev1.Pod{Status: term(137, "OOMKilled", "")}, true, true, ReasonOutOfMemory, false, "memory limit with the annotation mosb.dev/build-limits"},
 		{"evicted", &corev1.Pod{Spec: corev1.PodSpec{NodeName: "n1"}, Status: corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted",
 			Message: "The node was low on resource: ephemeral-storage."}}, true, true, ReasonPodEvicted, true, "ephemeral-storage"},
 		{"deadline exceeded", &corev1.Pod{Spec: corev1.PodSpec{ActiveDeadlineSeconds: &deadline}, Status: corev1.PodStatus{Phase: corev1.PodFailed, Reason: "DeadlineExceeded",
