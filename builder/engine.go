@@ -23,7 +23,6 @@ import (
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
 	"go.podman.io/storage/pkg/archive"
-	storagetypes "go.podman.io/storage/types"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,29 +33,36 @@ import (
 // that must keep /var/tmp clean point TMPDIR under the root, as `mosb build` and `mosb worker` do.)
 // An Engine builds one image at a time.
 type Engine struct {
-	root  string
-	store storage.Store
-	out   io.Writer
+	root    string
+	store   storage.Store
+	storage StorageChoice
+	out     io.Writer
 }
 
 type engineOptions struct {
-	driver string
-	out    io.Writer
+	driver     string
+	imageStore string
+	out        io.Writer
 }
 
 // Option configures an Engine.
 type Option func(*engineOptions)
 
-// WithStorageDriver chooses the containers/storage driver: "vfs" (the default: works unprivileged
-// and inside any container, at the cost of copying layers) or "overlay".
+// WithStorageDriver chooses the containers/storage driver: DriverAuto (the default: overlay, or
+// vfs where an overlay mount is impossible), DriverOverlay or DriverVFS (no fallback).
 func WithStorageDriver(driver string) Option { return func(o *engineOptions) { o.driver = driver } }
+
+// WithImageStore reads images from dir, a containers/storage overlay graph root used read-only (a
+// node's image store, see PrepareImageStore): a base image found there is neither pulled nor
+// extracted, its layers are the build's lower layers as they are. Ignored under vfs.
+func WithImageStore(dir string) Option { return func(o *engineOptions) { o.imageStore = dir } }
 
 // WithProgress sends buildah's step-by-step output (STEP 1/5: FROM …) and push progress to w.
 func WithProgress(w io.Writer) Option { return func(o *engineOptions) { o.out = w } }
 
 // New opens (creating when needed) a build root: storage, blob-info cache and per-build scratch space.
 func New(root string, opts ...Option) (*Engine, error) {
-	o := engineOptions{driver: "vfs", out: io.Discard}
+	o := engineOptions{driver: DriverAuto, out: io.Discard}
 	for _, fn := range opts {
 		fn(&o)
 	}
@@ -69,16 +75,15 @@ func New(root string, opts ...Option) (*Engine, error) {
 			return nil, fmt.Errorf("creating build root %s: %w", d, err)
 		}
 	}
-	store, err := storage.GetStore(storagetypes.StoreOptions{
-		GraphRoot:       filepath.Join(root, "storage"),
-		RunRoot:         filepath.Join(root, "run"),
-		GraphDriverName: o.driver,
-	})
+	store, choice, err := openStore(root, o)
 	if err != nil {
-		return nil, fmt.Errorf("opening image storage under %s (driver %s): %w", root, o.driver, err)
+		return nil, err
 	}
-	return &Engine{root: root, store: store, out: o.out}, nil
+	return &Engine{root: root, store: store, storage: choice, out: o.out}, nil
 }
+
+// Storage is the driver the engine runs with (and why, when it fell back to vfs).
+func (e *Engine) Storage() StorageChoice { return e.storage }
 
 // TempDir is where large temporary files of a build go: under the root, not /var/tmp.
 func (e *Engine) TempDir() string { return filepath.Join(e.root, "tmp") }
@@ -208,7 +213,10 @@ func (e *Engine) BuildImage(ctx context.Context, b ArchBuild, rc RegistryConfig,
 		if err != nil {
 			return fail(fmt.Errorf("cache repository %q: %w", cache.Repo, err))
 		}
-		opts.CacheFrom = []reference.Named{named}
+		// A cache that cannot be read is a warning in the build output (cache.go), not a silent miss.
+		if e.cacheReadable(ctx, dir, named, &opts) {
+			opts.CacheFrom = []reference.Named{named}
+		}
 		opts.CacheTo = []reference.Named{named}
 	}
 	imageID, _, err := imagebuildah.BuildDockerfiles(ctx, e.store, opts, containerfile)
@@ -270,7 +278,13 @@ func (e *Engine) BuildImage(ctx context.Context, b ArchBuild, rc RegistryConfig,
 // systemContext writes the registry configuration into the build's directory and points
 // containers/image at it, so no host-wide file is consulted.
 func (e *Engine) systemContext(dir, arch string, rc RegistryConfig, cache *Cache) (*types.SystemContext, string, error) {
-	sysDir := filepath.Join(dir, "sys")
+	return writeSystemContext(filepath.Join(dir, "sys"), e.root, arch, rc, cache)
+}
+
+// writeSystemContext writes the registry configuration and credentials into sysDir (private to one
+// build) and returns a SystemContext that reads only them; root holds the blob-info cache and the
+// big temporary files.
+func writeSystemContext(sysDir, root, arch string, rc RegistryConfig, cache *Cache) (*types.SystemContext, string, error) {
 	files := map[string][]byte{
 		"registries.conf": rc.RegistriesConf,
 		"policy.json":     rc.PolicyJSON,
@@ -303,7 +317,7 @@ func (e *Engine) systemContext(dir, arch string, rc RegistryConfig, cache *Cache
 			return nil, "", err
 		}
 	}
-	blobCache := filepath.Join(e.root, "blob-info-cache")
+	blobCache := filepath.Join(root, "blob-info-cache")
 	if err := os.MkdirAll(blobCache, 0o700); err != nil {
 		return nil, "", err
 	}
@@ -315,7 +329,7 @@ func (e *Engine) systemContext(dir, arch string, rc RegistryConfig, cache *Cache
 		AuthFilePath:                filepath.Join(sysDir, "auth.json"),
 		DockerPerHostCertDirPath:    filepath.Join(sysDir, "certs.d"),
 		BlobInfoCacheDir:            blobCache,
-		BigFilesTemporaryDir:        e.TempDir(),
+		BigFilesTemporaryDir:        filepath.Join(root, "tmp"),
 		ArchitectureChoice:          arch,
 		OSChoice:                    "linux",
 	}, filepath.Join(sysDir, "policy.json"), nil

@@ -67,7 +67,7 @@ or the push failed.`,
 	fl.StringVar(&cacheRepo, "cache-repo", "", "a repository for intermediate layers shared across builds (buildah --cache-to/--cache-from); the push credentials must reach it")
 	fl.StringVarP(&output, "output", "o", "", "yaml: print the MachineOSConfig with status.currentImagePullspec instead of the pullspec")
 	fl.StringVar(&root, "root", defaultBuildRoot(), "where image storage and the layer cache live")
-	fl.StringVar(&driver, "storage-driver", "vfs", "containers/storage driver: vfs or overlay")
+	fl.StringVar(&driver, "storage-driver", builder.DriverAuto, "containers/storage driver: overlay or vfs (default: overlay, vfs where an overlay mount is impossible, said in the output)")
 	return cmd
 }
 
@@ -91,6 +91,7 @@ func runBuild(ctx context.Context, plan *pipeline.Plan, s buildSettings) (*build
 	}
 	defer engine.Close()
 	defer keepScratchUnderRoot(engine)()
+	fmt.Fprintf(s.progress, "mosb: %s\n", engine.Storage())
 	req := builder.Request{Target: plan.Target, Registry: plan.Registry}
 	for _, a := range plan.Arches {
 		req.Builds = append(req.Builds, a.Build)
