@@ -270,9 +270,14 @@ func PodObjects(r PodRequest) (*corev1.ConfigMap, *corev1.Pod, error) {
 // it is told (found by running the worker over a read-only root, see cmd/mosb/worker_test.go).
 var fixedWritablePaths = []struct{ path, subPath string }{
 	// The network backend's lock (netavark, /run/lock/netavark.lock) and state
-	// (/run/containers/networks), opened for every RUN step even with chroot isolation.
+	// (/run/containers/networks), opened by every pull buildah makes from the cache repository
+	// (see cache.go; RUN steps use the engine's own backend and open neither).
 	{"/run/lock", "run-lock"},
 	{"/run/containers", "run-containers"},
+	// Big temporary files of the one copy buildah makes without the build's SystemContext: when
+	// the last step comes from the cache it copies that image to the build's tag
+	// (StageExecutor.tagExistingImage), and containers/image then stages it in /var/tmp.
+	{"/var/tmp", "var-tmp"},
 }
 
 // buildCapabilities are the only capabilities the build container has (the runtime's defaults

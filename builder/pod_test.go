@@ -207,14 +207,14 @@ func TestPodObjectsPodSpec(t *testing.T) {
 		}
 	}
 	// With a read-only root, the paths buildah writes to whatever it is told are the emptyDir's.
-	for _, p := range []string{"/run/lock", "/run/containers"} {
+	for _, p := range []string{"/run/lock", "/run/containers", "/var/tmp"} {
 		m, ok := mounts[p]
 		if !ok || m.ReadOnly || vols[m.Name].EmptyDir == nil || m.SubPath == "" {
 			t.Errorf("%s is not a writable subPath of the emptyDir: %+v", p, m)
 		}
 	}
-	if len(mounts) != 6 || len(vols) != 4 {
-		t.Errorf("%d mounts and %d volumes, want 6 and 4", len(mounts), len(vols))
+	if len(mounts) != 7 || len(vols) != 4 {
+		t.Errorf("%d mounts and %d volumes, want 7 and 4", len(mounts), len(vols))
 	}
 }
 

@@ -46,6 +46,8 @@ type workerPodOptions struct {
 	untagged bool
 	// pushSecret is the push Secret's .dockerconfigjson; nil: the fixture's credentials.
 	pushSecret []byte
+	// cacheRepo is the request's cache repository (none when empty).
+	cacheRepo string
 }
 
 func (f *buildFixture) workerPod(t *testing.T, o workerPodOptions) *workerPod {
@@ -72,6 +74,7 @@ func (f *buildFixture) workerPod(t *testing.T, o workerPodOptions) *workerPod {
 		Owner: metav1.OwnerReference{APIVersion: "machineconfiguration.openshift.io/v1alpha1", Kind: "MachineOSBuild", Name: "worker-0123456789", UID: "uid-1"},
 		Build: plan.Arches[0].Build, Target: plan.Target, Untagged: o.untagged, Registry: plan.Registry,
 		PullSecret: "pull", PushSecret: "push", BuilderImage: "example.com/mosb:test", ActiveDeadlineSeconds: &deadline,
+		CacheRepo: o.cacheRepo,
 	})
 	if err != nil {
 		t.Fatal(err)
