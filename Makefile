@@ -14,6 +14,7 @@ TEST_TIMEOUT ?= 45m
 FUZZTIME ?= 30s
 
 .PHONY: all build test unit integration e2e e2e-kubelet generate verify kube-assets deps fuzz bench demo demo-down clean
+.PHONY: realistic-base
 
 all: build
 
@@ -27,6 +28,9 @@ deps: ## Debian packages the tests and demo use, the arm64 busybox, qemu binfmt 
 
 kube-assets: ## etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet (+ kubectl) built from the Go module proxy, cached; last line: their directory
 	@hack/kube-assets.sh kubelet
+
+realistic-base: ## a ~1.3 GB Debian OS image in ~50 layers split by package (RHCOS's shape), as an OCI layout; root, minutes once, cached; last line: its directory
+	@hack/realistic-base.sh
 
 generate: ## deepcopy and CRD YAML from api/
 	$(GO) tool controller-gen object paths=./api/... crd output:crd:dir=config/crd paths=./api/...
