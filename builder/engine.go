@@ -219,6 +219,14 @@ func (e *Engine) BuildImage(ctx context.Context, b ArchBuild, rc RegistryConfig,
 		}
 		opts.CacheTo = []reference.Named{named}
 	}
+	if e.storage.ImageStore != "" {
+		// A base in the read-only image store is mounted at commit through a temporary buildah
+		// container (containers/storage cannot mount a read-only store's image directly), and
+		// making one looks for the same unused network backend as a cache pull (cache.go).
+		if err := e.prepareCachePulls(dir); err != nil {
+			return fail(err)
+		}
+	}
 	imageID, _, err := imagebuildah.BuildDockerfiles(ctx, e.store, opts, containerfile)
 	if err != nil {
 		return fail(fmt.Errorf("building %s image: %w", b.Arch, err))

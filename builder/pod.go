@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -45,6 +46,13 @@ const (
 	PodStorageRoot = PodWorkDir + "/build"
 	// PodTerminationLog is where the worker writes its WorkerResult (the Kubernetes default path).
 	PodTerminationLog = corev1.TerminationMessagePathDefault
+	// PodStoreContainerName is the init container that fills the node image store.
+	PodStoreContainerName = "store"
+	// PodStoreDir is where the node image store is mounted: read-write in the init container,
+	// read-only in the build container.
+	PodStoreDir = "/var/lib/mosb-store"
+	// PodStoreReport is how the init container tells the build container which images it holds.
+	PodStoreReport = PodWorkDir + "/node-store.json"
 )
 
 // The layout of the request volume. ConfigMap keys cannot contain '/' (nor ':', nor start with
@@ -110,6 +118,19 @@ type PodRequest struct {
 	NodeSelector map[string]string
 	// Resources are the build container's requests and limits (copied).
 	Resources corev1.ResourceRequirements
+	// NodeStore, when set, is the node's image store the build reads its base from (see
+	// ImageStore); Prefetch are the images an init container puts there first (the base and
+	// extensions images).
+	NodeStore *PodNodeStore
+	Prefetch  []string
+}
+
+// PodNodeStore is the node image store as a build pod uses it.
+type PodNodeStore struct {
+	// HostPath is the store's directory on the node.
+	HostPath string
+	// Budget is the most bytes of layers the store keeps (0: no limit).
+	Budget int64
 }
 
 // requestDoc is request.json: everything of the request that is not a file of its own.
@@ -123,6 +144,8 @@ type requestDoc struct {
 	ContextFiles []string `json:"contextFiles,omitempty"`
 	// CAHosts are the registries with a CA bundle, each at certs.d/<host[:port]>/ca.crt.
 	CAHosts []string `json:"caHosts,omitempty"`
+	// Prefetch are the images the node image store is to hold before the build.
+	Prefetch []string `json:"prefetch,omitempty"`
 }
 
 // PodObjects returns the request ConfigMap and the build Pod for r. Pure: no I/O. It refuses a
@@ -135,6 +158,7 @@ func PodObjects(r PodRequest) (*corev1.ConfigMap, *corev1.Pod, error) {
 	doc := requestDoc{
 		Version: requestVersion, Arch: r.Build.Arch, Target: r.Target, Untagged: r.Untagged, CacheRepo: r.CacheRepo,
 		ContextFiles: slices.Sorted(maps.Keys(r.Build.ContextFiles)), CAHosts: slices.Sorted(maps.Keys(r.Registry.CAs)),
+		Prefetch: r.Prefetch,
 	}
 	rawDoc, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
@@ -227,6 +251,16 @@ func PodObjects(r PodRequest) (*corev1.ConfigMap, *corev1.Pod, error) {
 		"--root=" + PodStorageRoot,
 		"--termination-log=" + PodTerminationLog,
 	}
+	var initContainers []corev1.Container
+	if r.NodeStore != nil {
+		volumes = append(volumes, corev1.Volume{Name: "node-store", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
+			Path: r.NodeStore.HostPath, Type: ptr(corev1.HostPathDirectoryOrCreate),
+		}}})
+		// The build container, which runs the user's RUN steps, sees the store read-only.
+		mounts = append(mounts, corev1.VolumeMount{Name: "node-store", MountPath: PodStoreDir, ReadOnly: true})
+		args = append(args, "--store="+PodStoreDir)
+		initContainers = append(initContainers, storeContainer(r, pullDir))
+	}
 
 	pod := &corev1.Pod{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
@@ -241,6 +275,7 @@ func PodObjects(r PodRequest) (*corev1.ConfigMap, *corev1.Pod, error) {
 			EnableServiceLinks: ptr(false),
 			HostNetwork:        r.HostNetwork,
 			Volumes:            volumes,
+			InitContainers:     initContainers,
 			Containers: []corev1.Container{{
 				Name:    PodContainerName,
 				Image:   r.BuilderImage,
@@ -264,6 +299,42 @@ func PodObjects(r PodRequest) (*corev1.ConfigMap, *corev1.Pod, error) {
 		pod.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
 	}
 	return cm, pod, nil
+}
+
+// storeContainer is the init container that puts the build's base images into the node image store:
+// mosb's own code only (no Containerfile step runs there), with the store read-write, the request
+// and the pull secret; never the push secret. It fails only on a malformed request: a store it
+// cannot fill leaves the build to pull the base itself.
+func storeContainer(r PodRequest, pullDir string) corev1.Container {
+	mounts := []corev1.VolumeMount{{Name: "request", MountPath: PodRequestDir, ReadOnly: true}}
+	if pullDir != "" {
+		mounts = append(mounts, corev1.VolumeMount{Name: "pull-secret", MountPath: PodPullSecretDir, ReadOnly: true})
+	}
+	mounts = append(mounts,
+		corev1.VolumeMount{Name: "work", MountPath: PodWorkDir},
+		corev1.VolumeMount{Name: "node-store", MountPath: PodStoreDir})
+	return corev1.Container{
+		Name:  PodStoreContainerName,
+		Image: r.BuilderImage,
+		Command: []string{
+			"mosb", "worker", "--prepare-store",
+			"--request=" + PodRequestDir,
+			"--pull-secret=" + pullDir,
+			"--root=" + PodStorageRoot,
+			"--store=" + PodStoreDir,
+			"--store-budget=" + strconv.FormatInt(r.NodeStore.Budget, 10),
+		},
+		Env: []corev1.EnvVar{
+			{Name: "HOME", Value: PodWorkDir + "/home"},
+			{Name: "TMPDIR", Value: PodWorkDir + "/tmp"},
+		},
+		VolumeMounts:             mounts,
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		// The same as the build's: containers/storage mounts overlay to check it works and
+		// unpacks layers as root with their owners, modes and file capabilities.
+		SecurityContext: buildSecurityContext(),
+		Resources:       *r.Resources.DeepCopy(),
+	}
 }
 
 // fixedWritablePaths are where buildah v1.43 writes outside the engine's root and TMPDIR whatever
@@ -416,6 +487,19 @@ func (r PodRequest) validate() error {
 	if err := checkContextPaths(r.Build.ContextFiles); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
+	if r.NodeStore != nil {
+		if !filepath.IsAbs(r.NodeStore.HostPath) || filepath.Clean(r.NodeStore.HostPath) != r.NodeStore.HostPath || r.NodeStore.HostPath == "/" {
+			return fmt.Errorf("%s: node image store %q: an absolute, clean path on the node other than /", what, r.NodeStore.HostPath)
+		}
+		if r.NodeStore.Budget < 0 {
+			return fmt.Errorf("%s: node image store budget %d: not negative", what, r.NodeStore.Budget)
+		}
+	}
+	for _, img := range r.Prefetch {
+		if err := registry.ValidateDigestPullspec(img); err != nil {
+			return fmt.Errorf("%s: image to prefetch %q: %w", what, img, err)
+		}
+	}
 	// The worker's push client is made from registries.conf and the CAs (which checks every CA
 	// host is a host[:port] and every bundle a PEM certificate); refuse here what it would refuse.
 	if _, err := r.Registry.PushConfig(); err != nil {
@@ -443,7 +527,8 @@ func checkContextPaths(files map[string][]byte) error {
 func caPath(host string) string { return certsDir + "/" + host + "/" + caFile }
 
 // ReadPodRequest reads a request volume (laid out by PodObjects' ConfigMap and items) back into
-// the request's build fields: Build, Target, Untagged, Registry (without PullAuth) and CacheRepo.
+// the request's build fields: Build, Target, Untagged, Registry (without PullAuth), CacheRepo and
+// Prefetch.
 // The pod fields (Name, Labels, secrets…) are not in the volume and stay empty.
 func ReadPodRequest(dir string) (PodRequest, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, requestFile))
@@ -473,6 +558,7 @@ func ReadPodRequest(dir string) (PodRequest, error) {
 		Target:    doc.Target,
 		Untagged:  doc.Untagged,
 		CacheRepo: doc.CacheRepo,
+		Prefetch:  doc.Prefetch,
 	}
 	if r.Build.Containerfile, err = read(containerfileFile); err != nil {
 		return PodRequest{}, err
@@ -568,6 +654,10 @@ type WorkerResult struct {
 	Digest   string `json:"digest"`
 	// Platform is the image's (os, architecture, variant).
 	Platform v1.Platform `json:"platform"`
+	// StorageDriver is the storage driver the build ran with (overlay, or vfs as a fallback);
+	// Storage says why it fell back, or why the node image store was not used.
+	StorageDriver string `json:"storageDriver,omitempty"`
+	Storage       string `json:"storage,omitempty"`
 }
 
 // Marshal encodes the result as a termination message.

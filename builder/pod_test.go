@@ -429,6 +429,62 @@ func TestPodObjectsResourcesOnTheBuildContainer(t *testing.T) {
 	}
 }
 
+// TestPodObjectsNodeStore: the store is filled by an init container that has it read-write and no
+// push secret; the build container, which runs the Containerfile, has it read-only.
+func TestPodObjectsNodeStore(t *testing.T) {
+	r := podRequest(t)
+	_, pod := podObjects(t, r)
+	if len(pod.Spec.InitContainers) != 0 {
+		t.Fatalf("without a node store: init containers %v", pod.Spec.InitContainers)
+	}
+	base := "registry.example.com/os/base@sha256:" + strings.Repeat("a", 64)
+	r.NodeStore = &builder.PodNodeStore{HostPath: "/var/lib/mosb/store", Budget: 40 << 30}
+	r.Prefetch = []string{base}
+	cm, pod := podObjects(t, r)
+	if !strings.Contains(cm.Data["request.json"], base) {
+		t.Errorf("request.json does not name the image to prefetch:\n%s", cm.Data["request.json"])
+	}
+	var hostPath *corev1.HostPathVolumeSource
+	for _, v := range pod.Spec.Volumes {
+		if v.Name == "node-store" {
+			hostPath = v.HostPath
+		}
+	}
+	if hostPath == nil || hostPath.Path != "/var/lib/mosb/store" || hostPath.Type == nil || *hostPath.Type != corev1.HostPathDirectoryOrCreate {
+		t.Fatalf("node-store volume: %+v", hostPath)
+	}
+	mount := func(c corev1.Container, volume string) *corev1.VolumeMount {
+		for i := range c.VolumeMounts {
+			if c.VolumeMounts[i].Name == volume {
+				return &c.VolumeMounts[i]
+			}
+		}
+		return nil
+	}
+	if len(pod.Spec.InitContainers) != 1 {
+		t.Fatalf("init containers: %d, want the store's", len(pod.Spec.InitContainers))
+	}
+	init, build := pod.Spec.InitContainers[0], pod.Spec.Containers[0]
+	if m := mount(init, "node-store"); init.Name != builder.PodStoreContainerName || m == nil || m.ReadOnly || m.MountPath != builder.PodStoreDir {
+		t.Errorf("init container %s mounts the store as %+v, want read-write at %s", init.Name, m, builder.PodStoreDir)
+	}
+	if m := mount(init, "push-secret"); m != nil {
+		t.Error("the init container mounts the push secret")
+	}
+	if m := mount(build, "node-store"); m == nil || !m.ReadOnly {
+		t.Errorf("the build container mounts the store as %+v, want read-only", m)
+	}
+	if !slices.Contains(init.Command, "--prepare-store") || !slices.Contains(init.Command, "--store-budget=42949672960") {
+		t.Errorf("init command %v", init.Command)
+	}
+	if !slices.Contains(build.Command, "--store="+builder.PodStoreDir) {
+		t.Errorf("build command %v lacks --store", build.Command)
+	}
+	if init.Image != build.Image || !reflect.DeepEqual(init.SecurityContext, build.SecurityContext) {
+		t.Error("the init container runs another image or with another security context than the build")
+	}
+}
+
 func TestPodObjectsDeterministic(t *testing.T) {
 	r1 := podRequest(t)
 	cm1, pod1 := podObjects(t, r1)
@@ -484,6 +540,13 @@ func TestPodObjectsRefusesWhatCannotRun(t *testing.T) {
 		"owner without API": func(r *builder.PodRequest) { r.Owner.APIVersion = "" },
 		"empty selector":    func(r *builder.PodRequest) { r.NodeSelector = map[string]string{} },
 		"selector key":      func(r *builder.PodRequest) { r.NodeSelector = map[string]string{"not a key": "true"} },
+		"store relative":    func(r *builder.PodRequest) { r.NodeStore = &builder.PodNodeStore{HostPath: "var/lib/mosb"} },
+		"store is /":        func(r *builder.PodRequest) { r.NodeStore = &builder.PodNodeStore{HostPath: "/"} },
+		"store unclean":     func(r *builder.PodRequest) { r.NodeStore = &builder.PodNodeStore{HostPath: "/var/lib/../mosb"} },
+		"negative budget": func(r *builder.PodRequest) {
+			r.NodeStore = &builder.PodNodeStore{HostPath: "/var/lib/mosb", Budget: -1}
+		},
+		"prefetch by tag": func(r *builder.PodRequest) { r.Prefetch = []string{"registry.example.com/os/base:latest"} },
 		"selector value": func(r *builder.PodRequest) {
 			r.NodeSelector = map[string]string{"emulation.mosb.dev/arm64": "yes please"}
 		},
@@ -627,6 +690,8 @@ func TestPodObjectsAreAcceptedByTheAPIServer(t *testing.T) {
 	defer cancel()
 	r := podRequest(t)
 	r.HostNetwork = true
+	r.NodeStore = &builder.PodNodeStore{HostPath: "/var/lib/mosb/store", Budget: 1 << 30}
+	r.Prefetch = []string{"registry.example.com/os/base@sha256:" + strings.Repeat("a", 64)}
 	if err := cp.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: r.Namespace}}); err != nil {
 		t.Fatal(err)
 	}

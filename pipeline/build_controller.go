@@ -67,6 +67,8 @@ type BuildReconciler struct {
 	Metrics   *Metrics
 	// Workers is how many MachineOSConfigs are reconciled at once (default 1).
 	Workers int
+	// NodeStore is the node image store build pods share (nil: none, every build pulls its base).
+	NodeStore *builder.PodNodeStore
 	// BuildResources are the build pods' default requests and limits (--build-requests,
 	// --build-limits); a MachineOSConfig's annotations override them key by key.
 	BuildResources BuildResources
@@ -326,6 +328,8 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 		case out.Done:
 			results[a.Arch] = out.Result
 			entry.DigestedImagePushspec = out.Result.Pullspec
+			entry.StorageDriver = out.Result.StorageDriver
+			entry.Message = joinNotes(entry.Message, out.Result.Storage)
 		}
 		note := PlacementMessage(pod, a.Arch, placement)
 		entry.Message = joinNotes(entry.Message, note)
@@ -369,6 +373,12 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 			}
 		} else {
 			phase, reason, message = PhaseSucceeded, ReasonBuilt, "pushed "+pullspec
+			for _, a := range plan.Arches {
+				if note := results[a.Arch].Storage; note != "" {
+					// A build that fell back to vfs is slow and costly, and says so where people look.
+					message = joinNotes(message, a.Arch+": "+note)
+				}
+			}
 			status.DigestedImagePushspec = pullspec
 		}
 	}
@@ -603,6 +613,8 @@ func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan,
 		HostNetwork:           r.HostNetwork,
 		NodeSelector:          p.NodeSelector,
 		Resources:             resources,
+		NodeStore:             r.NodeStore,
+		Prefetch:              prefetch(plan),
 	})
 	if err != nil {
 		return false, fmt.Errorf("building the pod of %s for %s: %w", b.Name, a.Arch, err)
@@ -618,6 +630,18 @@ func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan,
 	}
 	ctrl.LoggerFrom(ctx).Info("build pod created", "pod", pod.Name, "arch", a.Arch, "emulated", p.Emulated, "resources", describeResources(resources))
 	return true, nil
+}
+
+// prefetch are the images a build pod's init container puts into the node image store.
+func prefetch(plan *Plan) []string {
+	var out []string
+	for _, img := range []string{plan.BaseImage, plan.ExtensionsImage} {
+		// By digest only: a tag could name another image by the time the build pulls it.
+		if img != "" && registry.ValidateDigestPullspec(img) == nil {
+			out = append(out, img)
+		}
+	}
+	return out
 }
 
 // publish pushes the OCI index of a multi-architecture build (the single image is already tagged

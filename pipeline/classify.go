@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,7 +62,9 @@ func ClassifyPod(pod *corev1.Pod, podName string, now time.Time, imagePullGrace 
 	if !pod.DeletionTimestamp.IsZero() {
 		return interrupted(fmt.Sprintf("build pod %s is being deleted while it was building", pod.Name))
 	}
-	for _, cs := range pod.Status.ContainerStatuses {
+	// The init container that fills the node image store runs the same image: it is the first to
+	// fail to pull it.
+	for _, cs := range append(slices.Clone(pod.Status.InitContainerStatuses), pod.Status.ContainerStatuses...) {
 		w := cs.State.Waiting
 		if w == nil || !imagePullProblem(w.Reason) {
 			continue
@@ -102,9 +105,15 @@ func classifyFailed(pod *corev1.Pod, term *corev1.ContainerStateTerminated) Outc
 	return failed(builder.FailureBuildFailed, false, fmt.Sprintf("build pod %s failed with exit code %d (%s): %s", pod.Name, term.ExitCode, term.Reason, tail(term.Message, 1024)))
 }
 
+// terminated is how the build container ended or, when it never ran, how an init container failed.
 func terminated(pod *corev1.Pod) *corev1.ContainerStateTerminated {
 	for i := range pod.Status.ContainerStatuses {
 		if t := pod.Status.ContainerStatuses[i].State.Terminated; t != nil {
+			return t
+		}
+	}
+	for i := range pod.Status.InitContainerStatuses {
+		if t := pod.Status.InitContainerStatuses[i].State.Terminated; t != nil && t.ExitCode != 0 {
 			return t
 		}
 	}

@@ -147,6 +147,11 @@ type ArchitectureBuild struct {
 	// +optional
 	DigestedImagePushspec string `json:"digestedImagePushspec,omitempty"`
 
+	// storageDriver is the containers/storage driver the build ran with: overlay, or vfs where an
+	// overlay mount was impossible on the node (the message then says why).
+	// +optional
+	StorageDriver string `json:"storageDriver,omitempty"`
+
 	// message says what happened to this architecture's build, e.g. why it failed.
 	// +optional
 	Message string `json:"message,omitempty"`

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -19,6 +21,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/mosb-dev/mosb/builder"
 	"github.com/mosb-dev/mosb/pipeline"
 )
 
@@ -43,6 +46,8 @@ type controllerOptions struct {
 	allowEmulation   bool
 	buildRequests    string
 	buildLimits      string
+	nodeStore        string
+	nodeStoreBudget  string
 }
 
 func newControllerCommand() *cobra.Command {
@@ -74,6 +79,8 @@ func newControllerCommand() *cobra.Command {
 	fl.BoolVar(&o.pinImages, "pin-images", false, "after each successful build, pin the new image and its base in the PinnedImageSet mosb-<pool>, referenced from the pool (the annotation mosb.dev/pin-images: \"true\"/\"false\" on a MachineOSConfig opts in or out)")
 	fl.BoolVar(&o.allowEmulation, "allow-emulation", false, "when no schedulable node has a build's architecture, run its build pod on a node labelled emulation.mosb.dev/<arch>=true (one that runs that architecture under qemu binfmt); without it such a pod waits for a node")
 	fl.StringVar(&o.buildRequests, "build-requests", pipeline.DefaultBuildRequests, "build pods' resource requests, cpu=…,memory=…,ephemeral-storage=… (the annotation "+pipeline.AnnotationBuildRequests+" on a MachineOSConfig overrides them key by key); without ephemeral-storage here or in --build-limits it is sized from the base image")
+	fl.StringVar(&o.nodeStore, "node-store", "/var/lib/mosb/store", "the directory on each node where build pods keep the base images they share (an overlay image store; a base already there is neither pulled nor extracted again); empty: none, every build pulls its base")
+	fl.StringVar(&o.nodeStoreBudget, "node-store-budget", "40Gi", "how much the node store may hold before the images used least recently are evicted (a quantity; 0: no limit)")
 	fl.StringVar(&o.buildLimits, "build-limits", pipeline.DefaultBuildLimits, "build pods' resource limits, same syntax (annotation "+pipeline.AnnotationBuildLimits+"); empty: none")
 	fl.DurationVar(&o.imagePullGrace, "builder-image-pull-grace", 5*time.Minute, "how long a build pod may fail to pull the builder image before the build fails with BuilderImageUnavailable")
 	return cmd
@@ -81,6 +88,10 @@ func newControllerCommand() *cobra.Command {
 
 func runController(cmd *cobra.Command, o controllerOptions) error {
 	// Refused at start-up, before anything else: every build would get them.
+	nodeStore, err := parseNodeStore(o.nodeStore, o.nodeStoreBudget)
+	if err != nil {
+		return err
+	}
 	resources, err := pipeline.ParseBuildResources(o.buildRequests, o.buildLimits)
 	if err != nil {
 		return invalid("%v", err)
@@ -167,6 +178,7 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 		HostNetwork:      o.hostNetwork,
 		AllowEmulation:   o.allowEmulation,
 		BuildResources:   resources,
+		NodeStore:        nodeStore,
 	}
 	log.Info("build pod resources", "requests", o.buildRequests, "limits", o.buildLimits, "annotations", pipeline.AnnotationBuildRequests+", "+pipeline.AnnotationBuildLimits)
 	if o.allowEmulation {
@@ -185,4 +197,19 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// parseNodeStore reads --node-store and --node-store-budget; nil: no node store.
+func parseNodeStore(dir, budget string) (*builder.PodNodeStore, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir || dir == "/" {
+		return nil, invalid("--node-store %q: an absolute, clean directory on the nodes other than /, or empty for none", dir)
+	}
+	q, err := resource.ParseQuantity(budget)
+	if err != nil || q.Sign() < 0 {
+		return nil, invalid("--node-store-budget %q: a size such as 40Gi (0: no limit)", budget)
+	}
+	return &builder.PodNodeStore{HostPath: dir, Budget: q.Value()}, nil
 }

@@ -33,6 +33,9 @@ error is the last line of stderr, which kubelet keeps as the termination message
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if s.prepareStore {
+				return prepareNodeStore(ctx, s, cmd.ErrOrStderr())
+			}
 			tail := &tailWriter{w: cmd.ErrOrStderr(), max: 2048}
 			err := runWorker(ctx, s, cmd.OutOrStdout(), tail)
 			if err != nil {
@@ -48,14 +51,68 @@ error is the last line of stderr, which kubelet keeps as the termination message
 	fl.StringVar(&s.pullSecretDir, "pull-secret", builder.PodPullSecretDir, "the mounted pull secret (empty: pull anonymously)")
 	fl.StringVar(&s.pushSecretDir, "push-secret", builder.PodPushSecretDir, "the mounted push secret")
 	fl.StringVar(&s.root, "root", builder.PodStorageRoot, "where image storage and scratch space live (an emptyDir)")
-	fl.StringVar(&s.driver, "storage-driver", "vfs", "containers/storage driver: vfs or overlay")
+	fl.StringVar(&s.driver, "storage-driver", builder.DriverAuto, "containers/storage driver: overlay or vfs (default: overlay, vfs where an overlay mount is impossible)")
 	fl.StringVar(&s.terminationLog, "termination-log", builder.PodTerminationLog, "where the result JSON is written (the container's terminationMessagePath)")
+	fl.StringVar(&s.store, "store", "", "the node image store: base images are read from it (read-only), or put there with --prepare-store")
+	fl.BoolVar(&s.prepareStore, "prepare-store", false, "only put the request's base images into the --store (a build pod's init container), evicting what was used least recently beyond --store-budget")
+	fl.Int64Var(&s.storeBudget, "store-budget", 0, "with --prepare-store: the most bytes of layers the store keeps (0: no limit)")
+	fl.StringVar(&s.storeReport, "store-report", builder.PodStoreReport, "where --prepare-store says which images the store holds for this build, and the build reads it")
 	return cmd
 }
 
 type workerSettings struct {
 	requestDir, pullSecretDir, pushSecretDir string
 	root, driver, terminationLog             string
+	store, storeReport                       string
+	prepareStore                             bool
+	storeBudget                              int64
+}
+
+// prepareNodeStore puts the request's base images into the node image store. The store only saves
+// time: whatever goes wrong here is said and the build pulls the base itself (exit 0), except a
+// malformed request, which the build would refuse too.
+func prepareNodeStore(ctx context.Context, s workerSettings, stderr io.Writer) error {
+	req, err := builder.ReadPodRequest(s.requestDir)
+	if err != nil {
+		return invalid("%v", err)
+	}
+	if s.store == "" {
+		return invalid("--prepare-store needs --store")
+	}
+	rc := req.Registry
+	if s.pullSecretDir != "" {
+		pullAuths, err := readSecretDir(s.pullSecretDir)
+		if err != nil {
+			return err
+		}
+		if rc.PullAuth, err = pullAuths.AuthFile(); err != nil {
+			return err
+		}
+	}
+	// The pull credentials are written for containers/image under scratch, in the pod's emptyDir,
+	// never in the store, and go when this ends.
+	scratch, err := os.MkdirTemp(s.root, "store-")
+	if err != nil {
+		if err := os.MkdirAll(s.root, 0o700); err != nil {
+			return err
+		}
+		if scratch, err = os.MkdirTemp(s.root, "store-"); err != nil {
+			return err
+		}
+	}
+	defer os.RemoveAll(scratch)
+	store := builder.ImageStore{Dir: s.store, Budget: s.storeBudget}
+	report, err := store.Prepare(ctx, scratch, req.Prefetch, req.Build.Arch, rc, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "mosb: WARNING: the node image store %s was not prepared, the build pulls its base itself: %v\n", s.store, oneLine{err})
+		return nil
+	}
+	if err := builder.WriteStoreReport(s.storeReport, report); err != nil {
+		fmt.Fprintf(stderr, "mosb: WARNING: cannot hand the node image store's report to the build: %v\n", err)
+	}
+	fmt.Fprintf(stderr, "mosb: node image store %s: %d image(s) there already, %d pulled, %d evicted; %d bytes\n",
+		s.store, len(report.Present), len(report.Pulled), len(report.Evicted), report.Size)
+	return nil
 }
 
 // workerInput is what the worker builds from: the request, and the credentials kept apart.
@@ -79,13 +136,27 @@ func runWorker(ctx context.Context, s workerSettings, stdout, stderr io.Writer) 
 			return fmt.Errorf("creating TMPDIR: %w", err)
 		}
 	}
-	engine, err := builder.New(s.root, builder.WithStorageDriver(s.driver), builder.WithProgress(stderr))
+	opts := []builder.Option{builder.WithStorageDriver(s.driver), builder.WithProgress(stderr)}
+	if s.store != "" {
+		store := builder.ImageStore{Dir: s.store}
+		opts = append(opts, builder.WithImageStore(store.GraphRoot()))
+		report, err := builder.ReadStoreReport(s.storeReport)
+		if err != nil {
+			fmt.Fprintf(stderr, "mosb: WARNING: %v\n", err)
+		}
+		if report != nil {
+			defer store.Hold(report.IDs)()
+		}
+	}
+	engine, err := builder.New(s.root, opts...)
 	if err != nil {
 		return err
 	}
 	defer engine.Close()
 	// Outside a pod (no TMPDIR), buildah's scratch space goes under the root too.
 	defer keepScratchUnderRoot(engine)()
+	storage := engine.Storage()
+	fmt.Fprintf(stderr, "mosb worker: %s\n", storage)
 
 	req := builder.Request{
 		Builds:   []builder.ArchBuild{in.req.Build},
@@ -115,7 +186,10 @@ func runWorker(ctx context.Context, s workerSettings, stdout, stderr io.Writer) 
 	}
 	a := res.Arches[0]
 	fmt.Fprintf(stderr, "mosb worker: %s built in %s, pushed in %s: %s\n", a.Arch, a.BuildDuration.Round(1e7), res.PushDuration.Round(1e7), a.Pullspec)
-	out, err := builder.WorkerResult{Arch: a.Arch, Pullspec: a.Pullspec, Digest: a.Digest, Platform: a.Platform}.Marshal()
+	out, err := builder.WorkerResult{
+		Arch: a.Arch, Pullspec: a.Pullspec, Digest: a.Digest, Platform: a.Platform,
+		StorageDriver: storage.Driver, Storage: storageNote(storage),
+	}.Marshal()
 	if err != nil {
 		return err
 	}
@@ -244,3 +318,20 @@ func (e oneLine) Error() string {
 }
 
 func (e oneLine) Unwrap() error { return e.err }
+
+// storageNote is what the MachineOSBuild says about a build's storage when it is not as it should
+// be: vfs instead of overlay, or the node image store unused. Short: the termination message
+// keeps 4 KiB.
+func storageNote(c builder.StorageChoice) string {
+	var note string
+	switch {
+	case c.Fallback != "":
+		note = "built with vfs storage, overlay cannot mount here: " + c.Fallback
+	case c.ImageStoreUnused != "":
+		note = "the node image store was not used: " + c.ImageStoreUnused
+	}
+	if len(note) > 1024 {
+		note = note[:1024] + "…"
+	}
+	return note
+}
