@@ -231,7 +231,7 @@ func (d *demo) startStandIn(ctx context.Context, cp *harness.ControlPlane, bin s
 		d.Fatal(err)
 	}
 	cmd := exec.Command(bin, "controller", "--kubeconfig", cp.Kubeconfig, "--namespace", namespace, "--builder-image", "mosb:demo",
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--node-store", filepath.Join(d.TempDir(), "node-store"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -152,6 +152,8 @@ func startController(t *testing.T, bin, kubeconfig string, extra ...string) *con
 	p := &controllerProcess{t: t, bin: bin, log: &bytes.Buffer{}, args: append([]string{
 		"controller", "--kubeconfig", kubeconfig, "--namespace", buildNamespace, "--builder-image", "mosb:e2e",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--build-timeout", "10m",
+		// The node's image store: the test's own, not the host's /var/lib/mosb/store.
+		"--node-store", t.TempDir(),
 	}, extra...)}
 	p.start()
 	t.Cleanup(func() {

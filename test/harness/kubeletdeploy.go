@@ -79,19 +79,26 @@ patches:
     - op: add
       path: /spec/template/spec/containers/0/args/-
       value: --health-probe-bind-address=:%d
+    - op: add
+      path: /spec/template/spec/containers/0/args/-
+      value: --node-store=%s
     - op: replace
       path: /spec/template/spec/containers/0/ports/0
       value: {name: metrics, containerPort: %d}
     - op: replace
       path: /spec/template/spec/containers/0/ports/1
       value: {name: probes, containerPort: %d}
-`, overlay, ref.Context().Name(), ref.TagStr(), d.Name, host, port, metricsPort, probesPort, metricsPort, probesPort)
+`, overlay, ref.Context().Name(), ref.TagStr(), d.Name, host, port, metricsPort, probesPort, c.NodeStore(), metricsPort, probesPort)
 	if err := os.WriteFile(filepath.Join(d.Kustomization, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	c.Apply(t, d)
 	return d
 }
+
+// NodeStore is the node image store of this cluster's node: under the cluster's directory, so that
+// it goes with the cluster rather than stay in the host's /var/lib/mosb/store.
+func (c *KubeletCluster) NodeStore() string { return filepath.Join(c.Dir, "node-store") }
 
 // Apply applies the deployment (`kubectl apply -k`) and waits until the controller is ready.
 func (c *KubeletCluster) Apply(t T, d *MosbDeployment) {

@@ -69,6 +69,18 @@ func materialiseVolumes(ctx context.Context, cs kubernetes.Interface, pod *corev
 			}
 			dirs[v.Name] = dir
 			continue
+		case v.HostPath != nil:
+			// The node's own directory, shared by the pods that name it.
+			if v.HostPath.Type != nil && *v.HostPath.Type == corev1.HostPathDirectoryOrCreate {
+				if err := os.MkdirAll(v.HostPath.Path, 0o755); err != nil {
+					return nil, fmt.Errorf("MountVolume.SetUp failed for volume %q : %w", v.Name, err)
+				}
+			}
+			if _, err := os.Stat(v.HostPath.Path); err != nil {
+				return nil, fmt.Errorf("MountVolume.SetUp failed for volume %q : %w", v.Name, err)
+			}
+			dirs[v.Name] = v.HostPath.Path
+			continue
 		case v.ConfigMap != nil:
 			files, err = configMapFiles(ctx, cs, pod.Namespace, v.ConfigMap.Name, v.ConfigMap.Items, v.ConfigMap.Optional, modeOr(v.ConfigMap.DefaultMode, defaultFileMode))
 		case v.Secret != nil:
@@ -78,7 +90,7 @@ func materialiseVolumes(ctx context.Context, cs kubernetes.Interface, pod *corev
 		case v.Projected != nil:
 			files, err = projectedFiles(ctx, cs, pod, v.Projected, alloc)
 		default:
-			return nil, &unsupportedError{msg: fmt.Sprintf("volume %q: the kubelet stand-in supports configMap, secret, downwardAPI, projected and emptyDir volumes only", v.Name)}
+			return nil, &unsupportedError{msg: fmt.Sprintf("volume %q: the kubelet stand-in supports configMap, secret, downwardAPI, projected, emptyDir and hostPath volumes only", v.Name)}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("MountVolume.SetUp failed for volume %q : %w", v.Name, err)
