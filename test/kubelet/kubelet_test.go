@@ -130,6 +130,10 @@ func testTwoArchitectures(t *testing.T, c *cluster) {
 		if !maps.Equal(l.nodeSelector, wantSelector) {
 			t.Errorf("pod %s: nodeSelector %v, want %v", a.PodName, l.nodeSelector, wantSelector)
 		}
+		// Overlay in a real pod under containerd, over the node image store the init container filled.
+		if a.StorageDriver != "overlay" || !strings.Contains(l.text, "storage: overlay, node image store") {
+			t.Errorf("pod %s: storage driver %q (message %q); its log does not say it built with overlay over the node image store:\n%s", a.PodName, a.StorageDriver, a.Message, l.text)
+		}
 		// Each pod's log shows its own build: the RUN steps of its architecture.
 		if want := a.Architecture + " content"; !strings.Contains(l.text, want) {
 			t.Errorf("the log of pod %s does not show its build (%q):\n%s", a.PodName, want, l.text)
