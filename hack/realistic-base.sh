@@ -134,11 +134,11 @@ build_rootfs() {
   chroot "$dir" "${env[@]}" "${apt[@]}" dist-upgrade
   # The initramfs once, at the end, not at the kernel's install and again at each hook's trigger.
   chroot "$dir" "${env[@]}" INITRD=No "${apt[@]}" install --no-install-recommends "${PACKAGES[@]}"
-  chroot "$dir" "${env[@]}" update-initramfs -c -k all
-  rm -f "$dir/initrd.img.old" "$dir/vmlinuz.old"
 
-  # An OS image's first boot makes what is per machine.
+  # An OS image's first boot makes what is per machine (the initramfs copies some of it).
   : >"$dir/etc/machine-id"
+  rm -f "$dir/etc/nvme/hostnqn" "$dir/etc/nvme/hostid"
+  printf 'GenerateName=yes\n' >"$dir/etc/iscsi/initiatorname.iscsi"
   rm -f "$dir/var/lib/dbus/machine-id" "$dir/var/lib/systemd/random-seed" "$dir/var/lib/systemd/credential.secret"
   ln -s /etc/machine-id "$dir/var/lib/dbus/machine-id"
   rm -f "$dir"/etc/ssh/ssh_host_*
@@ -152,8 +152,14 @@ build_rootfs() {
   local day=$((SOURCE_DATE_EPOCH / 86400))
   sed -i -E "s/^([^:]*:[^:]*:)[0-9]+:/\1$day:/" "$dir/etc/shadow"
 
+  # Reproducible with SOURCE_DATE_EPOCH, now that nothing per machine is left to copy in.
+  chroot "$dir" "${env[@]}" update-initramfs -c -k all
+  rm -f "$dir/initrd.img.old" "$dir/vmlinuz.old"
+
+  # The shared package cache is unmounted first: apt-get clean empties the image's own.
+  umount "$dir/var/cache/apt/archives"
   chroot "$dir" "${env[@]}" apt-get clean
-  umount "$dir/var/cache/apt/archives" "$dir/dev" "$dir/proc"
+  umount "$dir/dev" "$dir/proc"
   rm -f "$dir/usr/sbin/policy-rc.d"
 
   # Nothing per build: downloaded packages, apt's lists (a RUN step runs apt-get update), logs,
