@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds a realistic OS base image, the shape of an RHCOS / Fedora CoreOS bootc image, from Debian's
-# archive only: a Debian bookworm amd64 system of ~1.2 GB (kernel + modules + initramfs, systemd,
+# archive only: a Debian bookworm amd64 system of ~1.3 GB (kernel + modules + initramfs, systemd,
 # udev, NetworkManager, openssh, podman/buildah/skopeo, containerd + runc, Open vSwitch, storage
 # tools, grub/shim, SELinux policy, all locales, apt) split into ~50 layers by owning package
 # (test/realbase), and prints the OCI image layout's directory as its last stdout line.
