@@ -88,21 +88,9 @@ func TestNodeStoreServesTheBaseWithoutPullingIt(t *testing.T) {
 		t.Errorf("the second prepare copied blobs:\n%s", log)
 	}
 
-	cf := []byte(fmt.Sprintf("FROM %s\nRUN echo hello > /etc/hello\n", base))
+	cf := fmt.Sprintf("FROM %s\nRUN echo hello > /etc/hello\n", base)
 	build := func(opts ...builder.Option) (string, string, builder.StorageChoice) {
-		t.Helper()
-		var progress bytes.Buffer
-		e, err := builder.New(t.TempDir(), append(opts, builder.WithProgress(&progress))...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer e.Close()
-		b, err := e.BuildImage(ctx, builder.ArchBuild{Arch: "amd64", Containerfile: cf}, rc, nil)
-		if err != nil {
-			t.Fatalf("%v\n%s", err, progress.String())
-		}
-		defer b.Release()
-		return b.Digest.String(), progress.String(), e.Storage()
+		return buildOnce(ctx, t, rc, cf, opts...)
 	}
 	release := store.Hold(first.IDs)
 	defer release()
@@ -193,19 +181,8 @@ echo tampered > /proc/1/root` + store.GraphRoot() + `/x ; echo "via proc1: $?"; 
 echo tampered > /etc/passwd; true
 `
 	build := func(cf string, opts ...builder.Option) (string, string) {
-		t.Helper()
-		var progress bytes.Buffer
-		e, err := builder.New(t.TempDir(), append(opts, builder.WithProgress(&progress))...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer e.Close()
-		b, err := e.BuildImage(ctx, builder.ArchBuild{Arch: "amd64", Containerfile: []byte(cf)}, rc, nil)
-		if err != nil {
-			t.Fatalf("%v\n%s", err, progress.String())
-		}
-		defer b.Release()
-		return b.Digest.String(), progress.String()
+		digest, progress, _ := buildOnce(ctx, t, rc, cf, opts...)
+		return digest, progress
 	}
 	release := store.Hold(prepared.IDs)
 	_, progress := build("FROM "+base+"\n"+attack, builder.WithImageStore(store.GraphRoot()))
@@ -223,6 +200,23 @@ echo tampered > /etc/passwd; true
 	if overStore != fromRegistry {
 		t.Errorf("after the attack, a build over the store makes %s, a build from the registry %s", overStore, fromRegistry)
 	}
+}
+
+// buildOnce builds cf for amd64 on a fresh root and returns its digest, its output and its storage.
+func buildOnce(ctx context.Context, t *testing.T, rc builder.RegistryConfig, cf string, opts ...builder.Option) (string, string, builder.StorageChoice) {
+	t.Helper()
+	var progress bytes.Buffer
+	e, err := builder.New(t.TempDir(), append(opts, builder.WithProgress(&progress))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	b, err := e.BuildImage(ctx, builder.ArchBuild{Arch: "amd64", Containerfile: []byte(cf)}, rc, nil)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	defer b.Release()
+	return b.Digest.String(), progress.String(), e.Storage()
 }
 
 // treeDigest hashes the content, mode and owner of every layer file in a store (the diff
