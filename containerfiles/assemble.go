@@ -45,9 +45,11 @@ const (
 	LabelContainerfileArch = LabelPrefix + "containerfile-arch"
 )
 
-// ostreeCommitScript finalises an ostree-based image (RHCOS, FCOS) and does nothing on a base
-// without ostree, such as a busybox test base: busybox sh has command -v.
-const ostreeCommitScript = "if command -v ostree >/dev/null 2>&1; then ostree container commit; fi"
+// ostreeCommitScript finalises an ostree-native container image (RHCOS, FCOS: their ostree has the
+// container command, from rpm-ostree) and does nothing elsewhere: on a base without ostree, such as
+// a busybox test base, or with an ostree that has no container command (Debian's), where
+// "ostree container commit" would fail the build for nothing to finalise.
+const ostreeCommitScript = "if ostree container --help >/dev/null 2>&1; then ostree container commit; fi"
 
 // Containerfile is what one architecture's build needs: the Containerfile and its build context.
 type Containerfile struct {
