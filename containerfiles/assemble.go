@@ -45,11 +45,12 @@ const (
 	LabelContainerfileArch = LabelPrefix + "containerfile-arch"
 )
 
-// ostreeCommitScript finalises an ostree-native container image (RHCOS, FCOS: their ostree has the
-// container command, from rpm-ostree) and does nothing elsewhere: on a base without ostree, such as
-// a busybox test base, or with an ostree that has no container command (Debian's), where
-// "ostree container commit" would fail the build for nothing to finalise.
-const ostreeCommitScript = "if ostree container --help >/dev/null 2>&1; then ostree container commit; fi"
+// ostreeCommitScript finalises an ostree-native container image (RHCOS, FCOS) and does nothing
+// elsewhere. ostree-native images carry their ostree repository at /sysroot/ostree/repo (the
+// ostree-ext container format); a base without it, such as a busybox test base or a Debian image
+// that merely ships the ostree package (whose ostree has no container command, and answers
+// "--help" to any command with success), has nothing to finalise and would fail the build.
+const ostreeCommitScript = "if [ -d /sysroot/ostree/repo ] && command -v ostree >/dev/null 2>&1; then ostree container commit; fi"
 
 // Containerfile is what one architecture's build needs: the Containerfile and its build context.
 type Containerfile struct {

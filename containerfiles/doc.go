@@ -22,7 +22,7 @@
 //	<the user content, byte for byte>
 //	COPY --chmod=0644 machineconfig/currentconfig /etc/machine-config-daemon/currentconfig
 //	LABEL machineconfiguration.openshift.io/…
-//	RUN ["/bin/sh", "-c", "if ostree container --help >/dev/null 2>&1; then ostree container commit; fi"]
+//	RUN ["/bin/sh", "-c", "if [ -d /sysroot/ostree/repo ] && command -v ostree >/dev/null 2>&1; then ostree container commit; fi"]
 //
 // The COPY lines are there only with a rendered MachineConfig; the second one only with user
 // content. The testdata directory holds complete examples.
@@ -39,10 +39,10 @@
 //   - Whatever stage the content leaves last is the image. mosb's closing steps always run at
 //     the very end, in that stage: they copy the rendered MachineConfig again (the content may
 //     have started a new stage or changed the file), set the labels (after the content's, so
-//     they win), and run "ostree container commit" when the image's ostree has that command
-//     (an ostree-native image such as RHCOS; not Debian's ostree). The commit step uses the exec
-//     form with /bin/sh, so a SHELL instruction does not change it and a busybox base builds as
-//     well as RHCOS. It runs as the content's last USER.
+//     they win), and run "ostree container commit" when the image is ostree-native (it has
+//     /sysroot/ostree/repo, as RHCOS has; a Debian image with the ostree package has not). The
+//     commit step uses the exec form with /bin/sh, so a SHELL instruction does not change it and
+//     a busybox base builds as well as RHCOS. It runs as the content's last USER.
 //
 // # Labels
 //
