@@ -72,6 +72,9 @@ type sample struct {
 	maxRSS int64
 	// cached is how many build steps were taken from the layer cache ("--> Using cache").
 	cached int
+	// pushedBytes went from the tool to the registry (measured where a counting proxy sits
+	// between them); disk is what its storage root holds after the run.
+	pushedBytes, disk int64
 }
 
 type bench struct {
@@ -280,12 +283,40 @@ func reported(t *testing.T, stderr string, re *regexp.Regexp) time.Duration {
 const hostContainersDir = "/var/lib/containers"
 
 // buildahBuild builds mosb's assembled Containerfile with the buildah CLI configured as mosb
-// configures buildah (vfs, chroot isolation, intermediate layers kept, epoch timestamps, OCI
-// format, no identity label, no /etc/hosts, the same open-files limit) and pushes it with
-// `buildah push`.
+// configures buildah and pushes it with `buildah push`.
 func (b *bench) buildahBuild(t *testing.T, f *fixture) (sample, string) {
 	t.Helper()
 	dir := filepath.Join(f.dir, "buildah")
+	render := runMeasured(t, scratchEnv(t, f.dir), b.mosb, "render", "-f", f.mosc["mosb-a"], "--cluster-config", f.clusterDir, "--authfile", f.authFile)
+	return buildahCLI{bin: b.buildah, arch: b.arch, nofile: b.nofile, driver: "overlay"}.run(t, buildahRun{
+		dir: dir, scratch: f.dir, containerfile: render.stdout, authFile: f.authFile,
+		certDir: filepath.Join(f.reg.CertsDir, f.reg.Host), policy: f.policy,
+		target: f.reg.Host + "/os/buildah:latest",
+	})
+}
+
+// buildahCLI is the buildah CLI configured as mosb configures buildah: chroot isolation,
+// intermediate layers kept, epoch timestamps, OCI format, no identity label, no /etc/hosts, the
+// same open-files limit, and the given storage driver.
+type buildahCLI struct {
+	bin, arch, nofile string
+	driver            string
+}
+
+// buildahRun is one `buildah bud && buildah push`. dir holds its storage root: a second run with
+// the same dir is warm.
+type buildahRun struct {
+	dir, scratch      string
+	containerfile     string
+	authFile, certDir string
+	policy            string
+	target            string // where it pushes, a tag
+	pushedBytes       func() int64
+}
+
+func (c buildahCLI) run(t *testing.T, r buildahRun) (sample, string) {
+	t.Helper()
+	dir := r.dir
 	contextDir := filepath.Join(dir, "context")
 	home := filepath.Join(dir, "var-lib-containers")
 	for _, d := range []string{contextDir, home} {
@@ -294,12 +325,11 @@ func (b *bench) buildahBuild(t *testing.T, f *fixture) (sample, string) {
 		}
 	}
 	containerfile := filepath.Join(dir, "Containerfile")
-	render := runMeasured(t, scratchEnv(t, f.dir), b.mosb, "render", "-f", f.mosc["mosb-a"], "--cluster-config", f.clusterDir, "--authfile", f.authFile)
-	writeFile(t, containerfile, render.stdout)
+	writeFile(t, containerfile, r.containerfile)
 	writeFile(t, filepath.Join(dir, "registries.conf"), "")
 	writeFile(t, filepath.Join(dir, "containers.conf"), "")
-	writeFile(t, filepath.Join(dir, "storage.conf"), "[storage]\ndriver = \"vfs\"\n")
-	env := append(scratchEnv(t, f.dir),
+	writeFile(t, filepath.Join(dir, "storage.conf"), "[storage]\ndriver = \""+c.driver+"\"\n")
+	env := append(scratchEnv(t, r.scratch),
 		"CONTAINERS_REGISTRIES_CONF="+filepath.Join(dir, "registries.conf"),
 		"CONTAINERS_CONF="+filepath.Join(dir, "containers.conf"),
 		"CONTAINERS_STORAGE_CONF="+filepath.Join(dir, "storage.conf"),
@@ -310,25 +340,29 @@ func (b *bench) buildahBuild(t *testing.T, f *fixture) (sample, string) {
 		mountTarget = filepath.Dir(hostContainersDir)
 		home = filepath.Dir(home)
 	}
-	global := []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"), "--storage-driver", "vfs"}
+	global := []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "run"), "--storage-driver", c.driver}
 	// --cert-dir is one registry's directory of *.crt, not a certs.d tree.
-	reg := []string{"--authfile", f.authFile, "--cert-dir", filepath.Join(f.reg.CertsDir, f.reg.Host), "--signature-policy", f.policy}
+	reg := []string{"--authfile", r.authFile, "--cert-dir", r.certDir, "--signature-policy", r.policy}
 	tag := "localhost/mosb-bench:latest"
 	bud := append(append(append([]string{}, global...), "bud"), reg...)
 	bud = append(bud, "--isolation", "chroot", "--layers", "--format", "oci", "--timestamp", "0",
-		"--identity-label=false", "--no-hosts", "--arch", b.arch, "--os", "linux")
+		"--identity-label=false", "--no-hosts", "--arch", c.arch, "--os", "linux")
 	// buildah 1.28 lowers its own RLIMIT_NPROC to its default (32768) before RUN steps and cannot
 	// raise it again without CAP_SYS_RESOURCE: its default stays.
-	bud = append(bud, "--ulimit", b.nofile)
+	bud = append(bud, "--ulimit", c.nofile)
 	bud = append(bud, "-f", containerfile, "-t", tag, contextDir)
 	digestFile := filepath.Join(dir, "digest")
 	push := append(append(append([]string{}, global...), "push"), reg...)
-	push = append(push, "--format", "oci", "--digestfile", digestFile, tag, "docker://"+f.reg.Host+"/os/buildah:latest")
+	push = append(push, "--format", "oci", "--digestfile", digestFile, tag, "docker://"+r.target)
 
 	// unshare execs sh, which execs buildah: the wall time and rusage are buildah's (plus a mount).
 	wrap := func(args []string) []string {
 		return append([]string{"--mount", "--propagation", "private", "--", "sh", "-c",
-			`mount --bind "$1" "$2" && shift 2 && exec "$@"`, "sh", home, mountTarget, b.buildah}, args...)
+			`mount --bind "$1" "$2" && shift 2 && exec "$@"`, "sh", home, mountTarget, c.bin}, args...)
+	}
+	var before int64
+	if r.pushedBytes != nil {
+		before = r.pushedBytes()
 	}
 	built := runMeasured(t, env, "unshare", wrap(bud)...)
 	pushed := runMeasured(t, env, "unshare", wrap(push)...)
@@ -336,13 +370,18 @@ func (b *bench) buildahBuild(t *testing.T, f *fixture) (sample, string) {
 	if err != nil {
 		t.Fatalf("buildah push wrote no digest: %v\n%s", err, tail(pushed.stderr, 20))
 	}
-	return sample{
+	s := sample{
 		total:  built.wall + pushed.wall,
 		build:  built.wall,
 		push:   pushed.wall,
 		maxRSS: max(built.maxRSS, pushed.maxRSS),
 		cached: cachedSteps(built.stdout + built.stderr),
-	}, f.reg.Host + "/os/buildah@" + strings.TrimSpace(string(digest))
+	}
+	if r.pushedBytes != nil {
+		s.pushedBytes = r.pushedBytes() - before
+	}
+	repo, _, _ := strings.Cut(r.target, ":latest")
+	return s, repo + "@" + strings.TrimSpace(string(digest))
 }
 
 // measured is one finished process.
@@ -350,6 +389,7 @@ type measured struct {
 	wall           time.Duration
 	maxRSS         int64
 	stdout, stderr string
+	stamped        string // stderr with times (MOSB_BENCH_TRACE)
 }
 
 // runMeasured runs a process to its end and fails the test if it fails. maxRSS comes from wait4's
@@ -362,6 +402,10 @@ func runMeasured(t *testing.T, env []string, prog string, args ...string) measur
 	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	var stamped bytes.Buffer
+	if os.Getenv(envTrace) == "1" {
+		cmd.Stderr = io.MultiWriter(&stderr, &stampedWriter{w: &stamped, start: time.Now()})
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
 	err := cmd.Run()
@@ -369,11 +413,32 @@ func runMeasured(t *testing.T, env []string, prog string, args ...string) measur
 	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", prog, strings.Join(args, " "), err, tail(stderr.String(), 40))
 	}
-	m := measured{wall: wall, stdout: stdout.String(), stderr: stderr.String()}
+	m := measured{wall: wall, stdout: stdout.String(), stderr: stderr.String(), stamped: stamped.String()}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		m.maxRSS = ru.Maxrss * 1024 // KiB on Linux
 	}
 	return m
+}
+
+// stampedWriter prefixes every line with the time since start (MOSB_BENCH_TRACE).
+type stampedWriter struct {
+	w       io.Writer
+	start   time.Time
+	midLine bool
+}
+
+func (s *stampedWriter) Write(p []byte) (int, error) {
+	for _, line := range bytes.SplitAfter(p, []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		if !s.midLine {
+			fmt.Fprintf(s.w, "[%6.2fs] ", time.Since(s.start).Seconds())
+		}
+		s.w.Write(line)
+		s.midLine = line[len(line)-1] != '\n'
+	}
+	return len(p), nil
 }
 
 // scratchEnv is the benchmark's environment minus whatever would point containers tools at other
@@ -473,7 +538,7 @@ func inspect(t *testing.T, f *fixture, tool, pullspec string) imageInfo {
 }
 
 func (b *bench) report(w io.Writer, runs int, loadBefore, loadAfter string, hostUntouched bool) {
-	fmt.Fprintf(w, "\nmosb build benchmark: %s, vfs storage, chroot isolation, docker-registry with htpasswd + TLS on 127.0.0.1,\n", b.arch)
+	fmt.Fprintf(w, "\nmosb build benchmark: %s, overlay storage for both tools, chroot isolation, docker-registry with htpasswd + TLS on 127.0.0.1,\n", b.arch)
 	fmt.Fprintf(w, "tiny busybox base image, a 3-RUN user snippet, one fresh registry per round. Each row: the median of %d runs [min … max].\n", runs)
 	if runs < 3 {
 		fmt.Fprintf(w, "(fewer than 3 runs: %s=%d; the figures are not medians of 3)\n", envRuns, runs)
