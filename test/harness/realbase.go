@@ -51,6 +51,13 @@ func RealisticBaseUnsupported() string {
 	return ""
 }
 
+// RealisticBaseCached says whether the realistic base image is built and cached on this machine
+// (then using it costs seconds, not minutes).
+func RealisticBaseCached() bool {
+	_, err := runRealbaseScript(io.Discard, "--cached")
+	return err == nil
+}
+
 var realbase struct {
 	sync.Mutex
 	layout string

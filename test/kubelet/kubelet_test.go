@@ -1,13 +1,16 @@
 package kubelet_test
 
 import (
+	"archive/tar"
 	"bufio"
 	"context"
+	"io"
 	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -58,6 +61,7 @@ func TestRealKubelet(t *testing.T) {
 
 	t.Run("two architectures build in two scheduled pods", func(t *testing.T) { testTwoArchitectures(t, c) })
 	t.Run("the controller Deployment recreated mid-build adopts the build", func(t *testing.T) { testDeploymentRecreated(t, c) })
+	t.Run("a realistic OS base: the node image store serves later and concurrent builds", func(t *testing.T) { testRealisticBase(t, c) })
 }
 
 func startCluster(t *testing.T) *cluster {
@@ -207,6 +211,195 @@ func testDeploymentRecreated(t *testing.T, c *cluster) {
 	}
 }
 
+// testRealisticBase builds over an OS-sized base (~50 layers, ~1.3 GB): a first build fills the
+// node image store; then a change to that MachineOSConfig and a second MachineOSConfig build at
+// the same time on the node, both from the store, neither pulling nor extracting the base again,
+// each pod within its ephemeral-storage limit.
+func testRealisticBase(t *testing.T, c *cluster) {
+	if os.Getenv("MOSB_REALBASE") != "1" && !harness.RealisticBaseCached() {
+		t.Skip("SKIPPED: the realistic base image is not built on this machine: `make e2e-kubelet` (or `make realistic-base`) builds it, minutes once")
+	}
+	shape := harness.RealisticBaseInfo(t)
+	base := harness.RealisticBase(t, c.reg, "os/realistic")
+	t.Logf("realistic base: %s", shape)
+	mosc := func(name, content string) *mosbv1.MachineOSConfig {
+		m := c.newMOSC(name, []mosbv1.MachineOSContainerfile{{ContainerfileArch: mosbv1.NoArch, Content: content}})
+		m.Spec.BuildInputs.BaseOSImagePullspec = mosbv1.ImageDigestFormat(base)
+		return m
+	}
+	const unit = "RUN printf '[Service]\\nType=oneshot\\nExecStart=/bin/true\\n[Install]\\nWantedBy=multi-user.target\\n' > /etc/systemd/system/mosb-e2e.service && systemctl enable mosb-e2e.service"
+
+	first := c.followBuildPods(t, "os-first")
+	if err := c.Client.Create(t.Context(), mosc("os-first", unit+" && echo one > /etc/mosb-e2e")); err != nil {
+		t.Fatal(err)
+	}
+	c.waitReadyWithin(t, "os-first", 10*time.Minute)
+	b := c.onlyBuild(t, "os-first")
+	for _, a := range b.Status.Architectures {
+		l := first.of(t, a.PodName)
+		if !strings.Contains(l.storeText, "into the node image store in") {
+			t.Errorf("pod %s: the first build over the base should have pulled it into the node image store; its store log:\n%s", a.PodName, l.storeText)
+		}
+		c.checkPodDisk(t, a.PodName, l)
+	}
+	firstPods := first.podNames()
+	storeSize := diskUsage(t, c.NodeStore())
+	t.Logf("node image store after the first build: %.0f MB for a base of %.0f MB uncompressed (%.2f×)", float64(storeSize)/1e6, float64(shape.Uncompressed)/1e6, float64(storeSize)/float64(shape.Uncompressed))
+	if float64(storeSize) > 1.3*float64(shape.Uncompressed) {
+		t.Errorf("the node image store holds %d bytes for a base of %d uncompressed: more than 1.3×", storeSize, shape.Uncompressed)
+	}
+
+	// A change to the first MachineOSConfig and a new one, at once: two pods on the one node.
+	changed := c.followBuildPods(t, "os-first")
+	second := c.followBuildPods(t, "os-second")
+	m := &mosbv1.MachineOSConfig{}
+	if err := c.Client.Get(t.Context(), client.ObjectKey{Name: "os-first"}, m); err != nil {
+		t.Fatal(err)
+	}
+	firstImage := m.Status.CurrentImagePullspec
+	m.Spec.BuildInputs.Containerfile[0].Content = unit + " && echo two > /etc/mosb-e2e"
+	if err := c.Client.Update(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client.Create(t.Context(), mosc("os-second", "RUN echo second > /etc/mosb-e2e")); err != nil {
+		t.Fatal(err)
+	}
+	var running map[string]bool
+	harness.Eventually(t.Context(), t, 200*time.Millisecond, 5*time.Minute, "both builds' pods running at once", func(ctx context.Context) (bool, error) {
+		pods := &corev1.PodList{}
+		if err := c.Client.List(ctx, pods, client.InNamespace(namespace), client.HasLabels{pipeline.LabelMachineOSConfig}); err != nil {
+			return false, err
+		}
+		running = map[string]bool{}
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning {
+				running[p.Labels[pipeline.LabelMachineOSConfig]] = true
+			}
+		}
+		return running["os-first"] && running["os-second"], nil
+	})
+	after := &mosbv1.MachineOSConfig{}
+	harness.Eventually(t.Context(), t, time.Second, 10*time.Minute, "os-first Ready with the image of its change", func(ctx context.Context) (bool, error) {
+		if err := c.Client.Get(ctx, client.ObjectKey{Name: "os-first"}, after); err != nil {
+			return false, err
+		}
+		if cond := meta.FindStatusCondition(after.Status.Conditions, mosbv1.MachineOSConfigDegraded); cond != nil && cond.Status == metav1.ConditionTrue {
+			t.Fatalf("MachineOSConfig os-first Degraded: %s: %s", cond.Reason, cond.Message)
+		}
+		return meta.IsStatusConditionTrue(after.Status.Conditions, mosbv1.MachineOSConfigReady) && after.Status.CurrentImagePullspec != firstImage, nil
+	})
+	c.waitReadyWithin(t, "os-second", 10*time.Minute)
+	for name, logs := range map[string]*podLogs{"os-first": changed, "os-second": second} {
+		checked := 0
+		for _, pod := range logs.podNames() {
+			if slices.Contains(firstPods, pod) {
+				continue
+			}
+			checked++
+			l := logs.of(t, pod)
+			if !strings.Contains(l.storeText, "is in the node image store already: not pulled, not extracted") || strings.Contains(l.storeText, "pulled "+base) {
+				t.Errorf("%s, pod %s: the base should have been served by the node image store, neither pulled nor extracted; its store log:\n%s", name, pod, l.storeText)
+			}
+			if !strings.Contains(l.text, "storage: overlay, node image store") {
+				t.Errorf("%s, pod %s: its log does not say it built with overlay over the node image store:\n%s", name, pod, tail(l.text, 30))
+			}
+			c.checkPodDisk(t, pod, l)
+		}
+		if checked == 0 {
+			t.Errorf("%s: no build pod of the second round was seen running", name)
+		}
+	}
+	if got := c.fileInTopLayers(t, string(after.Status.CurrentImagePullspec), "etc/mosb-e2e"); strings.TrimSpace(got) != "two" {
+		t.Errorf("os-first's new image has /etc/mosb-e2e %q, want \"two\"", got)
+	}
+}
+
+// fileInTopLayers reads a file from the newest layer of the amd64 image at ref that has it,
+// without reading the whole image: the base's gigabyte is below what the build wrote.
+func (c *cluster) fileInTopLayers(t *testing.T, ref, path string) string {
+	t.Helper()
+	opts := []remote.Option{remote.WithAuth(c.reg.Auth()), remote.WithTransport(c.reg.Transport()), remote.WithContext(t.Context())}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Get(r, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if desc.MediaType.IsIndex() {
+		r, err = name.ParseReference(c.index(t, ref)["amd64"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if desc, err = remote.Get(r, opts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img, err := desc.Image()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(layers) - 1; i >= 0 && i >= len(layers)-8; i-- {
+		rc, err := layers[i].Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := tar.NewReader(rc)
+		for {
+			h, err := tr.Next()
+			if err != nil {
+				break
+			}
+			if strings.TrimPrefix(h.Name, "./") == path {
+				b, err := io.ReadAll(tr)
+				rc.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return string(b)
+			}
+		}
+		rc.Close()
+	}
+	t.Fatalf("%s: no %s in its top layers", ref, path)
+	return ""
+}
+
+// checkPodDisk holds a pod's measured disk use to its ephemeral-storage limit.
+func (c *cluster) checkPodDisk(t *testing.T, pod string, l *podLog) {
+	t.Helper()
+	t.Logf("pod %s: its directory held at most %.0f MB; ephemeral-storage limit %.0f MB", pod, float64(l.diskPeak)/1e6, float64(l.ephemeralLimit)/1e6)
+	if l.ephemeralLimit == 0 {
+		t.Errorf("pod %s has no ephemeral-storage limit", pod)
+	}
+	if l.diskPeak == 0 || l.diskPeak > l.ephemeralLimit {
+		t.Errorf("pod %s used %d bytes of disk, its ephemeral-storage limit is %d", pod, l.diskPeak, l.ephemeralLimit)
+	}
+}
+
+func diskUsage(t *testing.T, dir string) int64 {
+	t.Helper()
+	out, err := exec.Command("du", "-s", "-x", "-B1", dir).Output()
+	if err != nil {
+		t.Fatalf("du %s: %v", dir, err)
+	}
+	n, err := strconv.ParseInt(strings.Fields(string(out))[0], 10, 64)
+	if err != nil {
+		t.Fatalf("du %s: %q", dir, out)
+	}
+	return n
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
 func (c *cluster) newMOSC(name string, files []mosbv1.MachineOSContainerfile) *mosbv1.MachineOSConfig {
 	m := harness.MachineOSConfig(name, pool, "", c.reg.Host+"/os/"+name+":latest")
 	m.Spec.BuildInputs.Containerfile = files
@@ -216,8 +409,13 @@ func (c *cluster) newMOSC(name string, files []mosbv1.MachineOSContainerfile) *m
 // waitReady waits until the MachineOSConfig's status holds an image; a failed build fails fast.
 func (c *cluster) waitReady(t *testing.T, name string) *mosbv1.MachineOSConfig {
 	t.Helper()
+	return c.waitReadyWithin(t, name, buildTimeout)
+}
+
+func (c *cluster) waitReadyWithin(t *testing.T, name string, timeout time.Duration) *mosbv1.MachineOSConfig {
+	t.Helper()
 	m := &mosbv1.MachineOSConfig{}
-	harness.Eventually(t.Context(), t, time.Second, buildTimeout, "MachineOSConfig "+name+" Ready with an image", func(ctx context.Context) (bool, error) {
+	harness.Eventually(t.Context(), t, time.Second, timeout, "MachineOSConfig "+name+" Ready with an image", func(ctx context.Context) (bool, error) {
 		if err := c.Client.Get(ctx, client.ObjectKey{Name: name}, m); err != nil {
 			return false, err
 		}
@@ -286,6 +484,11 @@ type podLog struct {
 	nodeSelector map[string]string
 	done         chan struct{}
 	text         string
+	// storeText is the log of the init container that filled the node image store.
+	storeText string
+	// ephemeralLimit is the build container's ephemeral-storage limit (0: none), diskPeak the most
+	// the pod's directory under the kubelet's root (its emptyDirs) held while the build ran.
+	ephemeralLimit, diskPeak int64
 }
 
 func (c *cluster) followBuildPods(t *testing.T, mosc string) *podLogs {
@@ -307,15 +510,35 @@ func (c *cluster) followBuildPods(t *testing.T, mosc string) *podLogs {
 				if _, seen := pl.pods[p.Name]; !seen {
 					l := &podLog{uid: string(p.UID), node: p.Spec.NodeName, nodeSelector: p.Spec.NodeSelector, done: make(chan struct{})}
 					pl.pods[p.Name] = l
+					for _, ctr := range p.Spec.Containers {
+						if ctr.Name == builder.PodContainerName {
+							l.ephemeralLimit = ctr.Resources.Limits.StorageEphemeral().Value()
+						}
+					}
 					wg.Add(1)
 					go func(pod string) {
 						defer wg.Done()
 						defer close(l.done)
+						// Running: the init container has ended, and the kubelet keeps its log
+						// until the pod goes.
+						out, err := c.Kubectl("-n", namespace, "logs", pod, "-c", builder.PodStoreContainerName)
+						l.storeText = out
+						if err != nil {
+							l.storeText += "\n(kubectl logs: " + err.Error() + ")"
+						}
+						stop := make(chan struct{})
+						sampled := make(chan struct{})
+						go func() {
+							defer close(sampled)
+							l.diskPeak = samplePeakDisk(filepath.Join(c.Dir, "kubelet", "pods", l.uid), stop)
+						}()
 						// What a user runs: kubectl logs, through the API server to the kubelet.
 						cmd := exec.CommandContext(ctx, filepath.Join(c.Assets, "kubectl"), "--kubeconfig", c.Kubeconfig,
 							"-n", namespace, "logs", "-f", pod, "-c", builder.PodContainerName)
-						out, err := cmd.CombinedOutput()
-						l.text = string(out)
+						out2, err := cmd.CombinedOutput()
+						close(stop)
+						<-sampled
+						l.text = string(out2)
 						if err != nil {
 							l.text += "\n(kubectl logs: " + err.Error() + ")"
 						}
@@ -358,6 +581,26 @@ func (pl *podLogs) of(t *testing.T, pod string) *podLog {
 		t.Fatalf("the log of pod %s did not end", pod)
 	}
 	return l
+}
+
+// samplePeakDisk measures what dir takes on disk (du: the pod's emptyDirs, as the kubelet's
+// eviction manager counts them) every half second until stop, and returns the most it saw.
+func samplePeakDisk(dir string, stop <-chan struct{}) int64 {
+	var peak int64
+	for {
+		if out, err := exec.Command("du", "-s", "-x", "-B1", dir).Output(); err == nil {
+			if f := strings.Fields(string(out)); len(f) > 0 {
+				if n, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					peak = max(peak, n)
+				}
+			}
+		}
+		select {
+		case <-stop:
+			return peak
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 func qemuRegistered(arch string) bool {
