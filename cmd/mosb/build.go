@@ -39,6 +39,7 @@ pushed by digest and an OCI index is pushed to the tag. Exit code 2: invalid inp
 or the push failed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tightenGC()
 			if output != "" && output != "yaml" {
 				return invalid("-o %q: the only output format is yaml", output)
 			}

@@ -31,6 +31,7 @@ stdout. Exit code 2: the request or a secret is malformed; 1: the build or the p
 error is the last line of stderr, which kubelet keeps as the termination message).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tightenGC()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if s.prepareStore {
