@@ -365,6 +365,9 @@ func (c buildahCLI) run(t *testing.T, r buildahRun) (sample, string) {
 		before = r.pushedBytes()
 	}
 	built := runMeasured(t, env, "unshare", wrap(bud)...)
+	if os.Getenv(envTrace) == "1" {
+		t.Logf("buildah bud: wall %s, CPU %s:\n%s", sec(built.wall), sec(built.cpu), built.stamped)
+	}
 	pushed := runMeasured(t, env, "unshare", wrap(push)...)
 	digest, err := os.ReadFile(digestFile)
 	if err != nil {
@@ -389,7 +392,8 @@ type measured struct {
 	wall           time.Duration
 	maxRSS         int64
 	stdout, stderr string
-	stamped        string // stderr with times (MOSB_BENCH_TRACE)
+	stamped        string        // stderr with times (MOSB_BENCH_TRACE)
+	cpu            time.Duration // user + system, the process and the children it waited for
 }
 
 // runMeasured runs a process to its end and fails the test if it fails. maxRSS comes from wait4's
@@ -404,7 +408,9 @@ func runMeasured(t *testing.T, env []string, prog string, args ...string) measur
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	var stamped bytes.Buffer
 	if os.Getenv(envTrace) == "1" {
-		cmd.Stderr = io.MultiWriter(&stderr, &stampedWriter{w: &stamped, start: time.Now()})
+		now := time.Now()
+		cmd.Stdout = io.MultiWriter(&stdout, &stampedWriter{w: &stamped, start: now})
+		cmd.Stderr = io.MultiWriter(&stderr, &stampedWriter{w: &stamped, start: now})
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
@@ -416,6 +422,7 @@ func runMeasured(t *testing.T, env []string, prog string, args ...string) measur
 	m := measured{wall: wall, stdout: stdout.String(), stderr: stderr.String(), stamped: stamped.String()}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		m.maxRSS = ru.Maxrss * 1024 // KiB on Linux
+		m.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	return m
 }

@@ -31,6 +31,10 @@ import (
 // realistic base takes five to ten minutes and ~45 GB of disk, per tool.
 const envVFSRuns = "MOSB_BENCH_VFS_RUNS"
 
+// envMosbEnv is extra environment for the mosb runs only ("GOGC=100 GODEBUG=..."): experiments
+// that must not touch the buildah CLI, also a Go program.
+const envMosbEnv = "MOSB_BENCH_MOSB_ENV"
+
 // envSnippets limits the overlay rounds to the first n snippets (profiling one case).
 const envSnippets = "MOSB_BENCH_SNIPPETS"
 
@@ -207,10 +211,10 @@ func (b *realBench) mosbBuild(t *testing.T, f *rbFixture, snippet int, variant, 
 	mosc := filepath.Join(f.dir, fmt.Sprintf("mosb-%d-%s.yaml", snippet, variant))
 	writeFile(t, mosc, string(harness.BuildMachineOSConfig("bench", f.base, target, releaseVersion, map[string]string{"": realSnippet(snippet, variant)})))
 	before := f.pushed()
-	p := runMeasured(t, scratchEnv(t, f.dir), b.mosb, "build", "-f", mosc, "--cluster-config", f.clusterDir,
+	p := runMeasured(t, append(scratchEnv(t, f.dir), strings.Fields(os.Getenv(envMosbEnv))...), b.mosb, "build", "-f", mosc, "--cluster-config", f.clusterDir,
 		"--authfile", f.authFile, "--root", root, "--storage-driver", driver)
 	if os.Getenv(envTrace) == "1" {
-		t.Logf("mosb build, %s, %s:\n%s", realSnippets[snippet].name, variant, p.stamped)
+		t.Logf("mosb build, %s, %s: wall %s, CPU %s:\n%s", realSnippets[snippet].name, variant, sec(p.wall), sec(p.cpu), p.stamped)
 	}
 	s := sample{total: p.wall, maxRSS: p.maxRSS, build: reported(t, p.stderr, builtIn), push: reported(t, p.stderr, pushedIn),
 		cached: cachedSteps(p.stderr), pushedBytes: f.pushed() - before, disk: diskUsage(t, root)}
