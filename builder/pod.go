@@ -155,14 +155,13 @@ func PodObjects(r PodRequest) (*corev1.ConfigMap, *corev1.Pod, error) {
 	if err := r.validate(); err != nil {
 		return nil, nil, err
 	}
-	doc := requestDoc{
-		Version: requestVersion, Arch: r.Build.Arch, Target: r.Target, Untagged: r.Untagged, CacheRepo: r.CacheRepo,
-		ContextFiles: slices.Sorted(maps.Keys(r.Build.ContextFiles)), CAHosts: slices.Sorted(maps.Keys(r.Registry.CAs)),
-		Prefetch: r.Prefetch,
-	}
-	rawDoc, err := json.MarshalIndent(doc, "", "  ")
+	entries, size, err := r.requestVolume()
 	if err != nil {
-		return nil, nil, fmt.Errorf("encoding the build request: %w", err)
+		return nil, nil, err
+	}
+	if size > maxConfigMapSize {
+		return nil, nil, fmt.Errorf("the %s build request of %s/%s is %d bytes; a ConfigMap holds at most %d (the Containerfile, the context files such as the rendered MachineConfig, registries.conf, policy.json and the CAs count)",
+			r.Build.Arch, r.Namespace, r.Name, size, maxConfigMapSize)
 	}
 	meta := func() metav1.ObjectMeta {
 		owner := r.Owner
@@ -184,37 +183,21 @@ func PodObjects(r PodRequest) (*corev1.ConfigMap, *corev1.Pod, error) {
 		// immutable ConfigMap is one kubelet does not keep watching.
 		Immutable: ptr(true),
 	}
-	var items []corev1.KeyToPath
-	size := 0
-	put := func(key, p string, data []byte) {
+	items := make([]corev1.KeyToPath, 0, len(entries))
+	for _, e := range entries {
 		// Data must be UTF-8 (it travels as a JSON string); anything else goes in binaryData.
-		if utf8.Valid(data) {
+		if utf8.Valid(e.data) {
 			if cm.Data == nil {
 				cm.Data = map[string]string{}
 			}
-			cm.Data[key] = string(data)
+			cm.Data[e.key] = string(e.data)
 		} else {
 			if cm.BinaryData == nil {
 				cm.BinaryData = map[string][]byte{}
 			}
-			cm.BinaryData[key] = data
+			cm.BinaryData[e.key] = e.data
 		}
-		size += len(key) + len(data)
-		items = append(items, corev1.KeyToPath{Key: key, Path: p})
-	}
-	put(requestFile, requestFile, rawDoc)
-	put(containerfileFile, containerfileFile, r.Build.Containerfile)
-	put(registriesConf, registriesConf, r.Registry.RegistriesConf)
-	put(policyFile, policyFile, r.Registry.PolicyJSON)
-	for i, host := range doc.CAHosts {
-		put(fmt.Sprintf("ca.%d", i), caPath(host), r.Registry.CAs[host])
-	}
-	for i, p := range doc.ContextFiles {
-		put(fmt.Sprintf("context.%d", i), contextDir+"/"+p, r.Build.ContextFiles[p])
-	}
-	if size > maxConfigMapSize {
-		return nil, nil, fmt.Errorf("the %s build request of %s/%s is %d bytes; a ConfigMap holds at most %d (the Containerfile, the context files such as the rendered MachineConfig, registries.conf, policy.json and the CAs count)",
-			r.Build.Arch, r.Namespace, r.Name, size, maxConfigMapSize)
+		items = append(items, corev1.KeyToPath{Key: e.key, Path: e.path})
 	}
 
 	secretVolume := func(name, secret string) corev1.Volume {
@@ -299,6 +282,69 @@ func PodObjects(r PodRequest) (*corev1.ConfigMap, *corev1.Pod, error) {
 		pod.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
 	}
 	return cm, pod, nil
+}
+
+// requestEntry is one file of the request volume: its ConfigMap key and its path in the volume.
+type requestEntry struct {
+	key, path string
+	data      []byte
+}
+
+// requestVolume is the request volume's content, and its size as the API server counts it.
+func (r PodRequest) requestVolume() ([]requestEntry, int, error) {
+	doc := requestDoc{
+		Version: requestVersion, Arch: r.Build.Arch, Target: r.Target, Untagged: r.Untagged, CacheRepo: r.CacheRepo,
+		ContextFiles: slices.Sorted(maps.Keys(r.Build.ContextFiles)), CAHosts: slices.Sorted(maps.Keys(r.Registry.CAs)),
+		Prefetch: r.Prefetch,
+	}
+	rawDoc, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return nil, 0, fmt.Errorf("encoding the build request: %w", err)
+	}
+	var entries []requestEntry
+	size := 0
+	put := func(key, p string, data []byte) {
+		entries = append(entries, requestEntry{key: key, path: p, data: data})
+		size += len(key) + len(data)
+	}
+	put(requestFile, requestFile, rawDoc)
+	put(containerfileFile, containerfileFile, r.Build.Containerfile)
+	put(registriesConf, registriesConf, r.Registry.RegistriesConf)
+	put(policyFile, policyFile, r.Registry.PolicyJSON)
+	for i, host := range doc.CAHosts {
+		put(fmt.Sprintf("ca.%d", i), caPath(host), r.Registry.CAs[host])
+	}
+	for i, p := range doc.ContextFiles {
+		put(fmt.Sprintf("context.%d", i), contextDir+"/"+p, r.Build.ContextFiles[p])
+	}
+	return entries, size, nil
+}
+
+// WriteRequest lays r's request volume out in dir (which must not exist yet) as a build pod sees
+// it, so that `mosb worker --request dir` runs the controller's build of one architecture on any
+// machine. Only the build fields count (Build, Target, Untagged, Registry, CacheRepo, Prefetch);
+// PullAuth is never written: the worker reads credentials from its secret directories.
+func WriteRequest(dir string, r PodRequest) error {
+	if err := r.validateBuild(); err != nil {
+		return fmt.Errorf("the %s build request: %w", r.Build.Arch, err)
+	}
+	entries, _, err := r.requestVolume()
+	if err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fmt.Errorf("the build request's directory: %w", err)
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, filepath.FromSlash(e.path))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, e.data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // storeContainer is the init container that puts the build's base images into the node image store:
@@ -460,9 +506,6 @@ func (r PodRequest) validate() error {
 	if r.ActiveDeadlineSeconds != nil && *r.ActiveDeadlineSeconds <= 0 {
 		return fmt.Errorf("%s: activeDeadlineSeconds must be positive", what)
 	}
-	if err := r.Build.Validate(); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
 	if errs := validation.IsValidLabelValue(r.Build.Arch); len(errs) > 0 {
 		return fmt.Errorf("%s: architecture %q: %s", what, r.Build.Arch, strings.Join(errs, "; "))
 	}
@@ -476,17 +519,6 @@ func (r PodRequest) validate() error {
 			return fmt.Errorf("%s: node selector %s=%s: %s", what, k, r.NodeSelector[k], strings.Join(errs, "; "))
 		}
 	}
-	if err := registry.ValidateTagPushspec(r.Target); err != nil {
-		return fmt.Errorf("%s: target %q: %w", what, r.Target, err)
-	}
-	if r.CacheRepo != "" {
-		if _, err := registry.NewAuths(map[string]registry.Credential{r.CacheRepo: {}}); err != nil {
-			return fmt.Errorf("%s: cache repository %q is not host[:port]/repository", what, r.CacheRepo)
-		}
-	}
-	if err := checkContextPaths(r.Build.ContextFiles); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
 	if r.NodeStore != nil {
 		if !filepath.IsAbs(r.NodeStore.HostPath) || filepath.Clean(r.NodeStore.HostPath) != r.NodeStore.HostPath || r.NodeStore.HostPath == "/" {
 			return fmt.Errorf("%s: node image store %q: an absolute, clean path on the node other than /", what, r.NodeStore.HostPath)
@@ -495,15 +527,37 @@ func (r PodRequest) validate() error {
 			return fmt.Errorf("%s: node image store budget %d: not negative", what, r.NodeStore.Budget)
 		}
 	}
+	if err := r.validateBuild(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// validateBuild checks what the request volume carries: what the worker reads back and builds.
+func (r PodRequest) validateBuild() error {
+	if err := r.Build.Validate(); err != nil {
+		return err
+	}
+	if err := registry.ValidateTagPushspec(r.Target); err != nil {
+		return fmt.Errorf("target %q: %w", r.Target, err)
+	}
+	if r.CacheRepo != "" {
+		if _, err := registry.NewAuths(map[string]registry.Credential{r.CacheRepo: {}}); err != nil {
+			return fmt.Errorf("cache repository %q is not host[:port]/repository", r.CacheRepo)
+		}
+	}
+	if err := checkContextPaths(r.Build.ContextFiles); err != nil {
+		return err
+	}
 	for _, img := range r.Prefetch {
 		if err := registry.ValidateDigestPullspec(img); err != nil {
-			return fmt.Errorf("%s: image to prefetch %q: %w", what, img, err)
+			return fmt.Errorf("image to prefetch %q: %w", img, err)
 		}
 	}
 	// The worker's push client is made from registries.conf and the CAs (which checks every CA
 	// host is a host[:port] and every bundle a PEM certificate); refuse here what it would refuse.
 	if _, err := r.Registry.PushConfig(); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return err
 	}
 	return nil
 }

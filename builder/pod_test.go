@@ -609,6 +609,48 @@ func TestPodRequestRoundTrip(t *testing.T) {
 	}
 }
 
+// WriteRequest is how `mosb render --request-dir` hands a controller's build to a worker on any
+// machine: what the worker reads back must be what it reads from the pod's volume.
+func TestWriteRequestIsWhatThePodMounts(t *testing.T) {
+	r := podRequest(t)
+	r.Prefetch = []string{"registry.example.com/os/base@sha256:" + strings.Repeat("a", 64)}
+	cm, pod := podObjects(t, r)
+	mounted := filepath.Join(t.TempDir(), "mounted")
+	materializeConfigMap(t, mounted, cm, pod)
+	fromPod, err := builder.ReadPodRequest(mounted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := filepath.Join(t.TempDir(), "written")
+	if err := builder.WriteRequest(written, r); err != nil {
+		t.Fatal(err)
+	}
+	fromDir, err := builder.ReadPodRequest(written)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(fromDir, fromPod) {
+		t.Errorf("written request reads back as\n%+v\nthe pod's as\n%+v", fromDir, fromPod)
+	}
+	if len(fromDir.Prefetch) != 1 || len(fromDir.Build.ContextFiles) == 0 || len(fromDir.Registry.CAs) == 0 {
+		t.Errorf("the request lost its prefetch, context files or CAs: %+v", fromDir)
+	}
+
+	// Nothing is written over an existing directory, nor for a request the worker would refuse.
+	if err := builder.WriteRequest(written, r); err == nil {
+		t.Error("wrote over an existing request")
+	}
+	bad := r
+	bad.Target = "no-tag"
+	badDir := filepath.Join(t.TempDir(), "bad")
+	if err := builder.WriteRequest(badDir, bad); err == nil || !strings.Contains(err.Error(), "no-tag") {
+		t.Errorf("a target without a tag: %v", err)
+	}
+	if _, err := os.Stat(badDir); !os.IsNotExist(err) {
+		t.Errorf("a refused request left %s behind: %v", badDir, err)
+	}
+}
+
 func TestReadPodRequestRefusesMalformed(t *testing.T) {
 	r := podRequest(t)
 	cm, pod := podObjects(t, r)

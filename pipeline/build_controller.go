@@ -614,7 +614,7 @@ func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan,
 		NodeSelector:          p.NodeSelector,
 		Resources:             resources,
 		NodeStore:             r.NodeStore,
-		Prefetch:              prefetch(plan),
+		Prefetch:              plan.Prefetch(),
 	})
 	if err != nil {
 		return false, fmt.Errorf("building the pod of %s for %s: %w", b.Name, a.Arch, err)
@@ -632,17 +632,6 @@ func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan,
 	return true, nil
 }
 
-// prefetch are the images a build pod's init container puts into the node image store.
-func prefetch(plan *Plan) []string {
-	var out []string
-	for _, img := range []string{plan.BaseImage, plan.ExtensionsImage} {
-		// By digest only: a tag could name another image by the time the build pulls it.
-		if img != "" && registry.ValidateDigestPullspec(img) == nil {
-			out = append(out, img)
-		}
-	}
-	return out
-}
 
 // publish pushes the OCI index of a multi-architecture build (the single image is already tagged
 // by its pod) with the push secret only.

@@ -100,6 +100,18 @@ func (p *Plan) ShortIdentity() string { return p.Identity[:10] }
 // MachineOSBuildName is <machineosconfig>-<short identity>.
 func (p *Plan) MachineOSBuildName(mosc string) string { return mosc + "-" + p.ShortIdentity() }
 
+// Prefetch are the images a build's node image store is to hold first: the base and extensions
+// images, by digest only (a tag could name another image by the time the build pulls it).
+func (p *Plan) Prefetch() []string {
+	var out []string
+	for _, img := range []string{p.BaseImage, p.ExtensionsImage} {
+		if img != "" && registry.ValidateDigestPullspec(img) == nil {
+			out = append(out, img)
+		}
+	}
+	return out
+}
+
 // ArchNames are the planned architectures, sorted.
 func (p *Plan) ArchNames() []string {
 	out := make([]string, 0, len(p.Arches))

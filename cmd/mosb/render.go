@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mosb-dev/mosb/builder"
 	"github.com/mosb-dev/mosb/pipeline"
 )
 
@@ -41,7 +42,7 @@ func prepare(f *fileInputs, credentialsRequired bool) (*pipeline.Plan, error) {
 
 func newRenderCommand() *cobra.Command {
 	f := &fileInputs{}
-	var arch, show string
+	var arch, show, requestDir string
 	cmd := &cobra.Command{
 		Use:   "render -f machineosconfig.yaml",
 		Short: "Print what a build would use, after the validation the controller does",
@@ -57,13 +58,33 @@ policy.json the build pod gets. Invalid input exits 2 with the message a conditi
 			if err != nil {
 				return err
 			}
+			if requestDir != "" {
+				return writeRequest(cmd.ErrOrStderr(), plan, requestDir)
+			}
 			return renderPlan(cmd.OutOrStdout(), plan, show)
 		},
 	}
 	addInputFlags(cmd, f)
 	cmd.Flags().StringVar(&arch, "arch", "", "the architecture whose Containerfile to print (default: the first one built)")
 	cmd.Flags().StringVar(&show, "show", "containerfile", "what to print: containerfile, registries.conf, policy.json, identity")
+	cmd.Flags().StringVar(&requestDir, "request-dir", "", "instead of printing, lay out in this new directory the request volume the architecture's build pod would mount: `mosb worker --request DIR` runs that build here")
 	return cmd
+}
+
+// writeRequest lays out the build pod's request volume of the plan's first architecture, as the
+// controller makes it (pull credentials stay out: the worker reads them from a secret directory).
+func writeRequest(stderr io.Writer, plan *pipeline.Plan, dir string) error {
+	regCfg := plan.Registry
+	regCfg.PullAuth = nil
+	a := plan.Arches[0]
+	err := builder.WriteRequest(dir, builder.PodRequest{
+		Build: a.Build, Target: plan.Target, Untagged: len(plan.Arches) > 1, Registry: regCfg, Prefetch: plan.Prefetch(),
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "mosb: the %s build request is in %s: mosb worker --request %s --push-secret DIR [--pull-secret DIR] builds it\n", a.Arch, dir, dir)
+	return nil
 }
 
 func renderPlan(w io.Writer, plan *pipeline.Plan, show string) error {

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
+	"github.com/mosb-dev/mosb/builder"
 	"github.com/mosb-dev/mosb/pipeline"
 )
 
@@ -475,5 +476,63 @@ metadata:
 				t.Errorf("something was rendered:\n%s", res.stdout)
 			}
 		})
+	}
+}
+
+// mosb render --request-dir hands a controller's build to `mosb worker` on any machine: the node
+// image store filled by --prepare-store, then the build from it, as a build pod's two containers.
+func TestRenderRequestDirIsBuiltByTheWorker(t *testing.T) {
+	f := newBuildFixture(t, "amd64")
+	target := f.reg.Host + "/os/request-dir:latest"
+	mosc := f.mosc(t, "request-dir", target, map[string]string{"": "RUN echo from-the-request > /etc/request-dir"})
+	request := filepath.Join(f.dir, "request")
+	res := runCLI(t, "render", "-f", mosc, "--machineconfig", f.renderedMachineConfig(t), "--cluster-config", f.clusterDir,
+		"--authfile", f.authFile, "--request-dir", request)
+	if res.code != 0 || res.stdout != "" {
+		t.Fatalf("render --request-dir exited %d, stdout %q:\n%s", res.code, res.stdout, res.stderr)
+	}
+	err := filepath.WalkDir(request, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if strings.Contains(string(b), f.reg.Password) {
+			t.Errorf("%s holds the registry password", p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := builder.ReadPodRequest(request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(req.Prefetch, []string{f.base["amd64"]}) || req.Target != target || req.Untagged {
+		t.Errorf("request: prefetch %v, target %s, untagged %v", req.Prefetch, req.Target, req.Untagged)
+	}
+
+	secret := filepath.Join(f.dir, "secret")
+	write(t, filepath.Join(secret, ".dockerconfigjson"), string(f.reg.DockerConfigJSON()))
+	root, store, report, termLog := filepath.Join(f.dir, "root"), filepath.Join(f.dir, "store"), filepath.Join(f.dir, "store.json"), filepath.Join(f.dir, "termination-log")
+	common := []string{"worker", "--request", request, "--pull-secret", secret, "--root", root, "--store", store, "--store-report", report}
+	if res := runCLI(t, append(common, "--prepare-store")...); res.code != 0 || !strings.Contains(res.stderr, "1 pulled") {
+		t.Fatalf("worker --prepare-store exited %d:\n%s", res.code, res.stderr)
+	}
+	res = runCLI(t, append(common, "--push-secret", secret, "--termination-log", termLog)...)
+	if res.code != 0 {
+		t.Fatalf("worker exited %d:\n%s", res.code, res.stderr)
+	}
+	if !strings.Contains(res.stderr, "node image store") {
+		t.Errorf("the worker did not build over the node image store:\n%s", res.stderr)
+	}
+	got, err := builder.ParseWorkerResult(res.lastLine())
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, _ := f.pull(t, got.Pullspec)
+	files := imageFiles(t, img)
+	if files["etc/request-dir"] != "from-the-request\n" || !strings.Contains(files["etc/machine-config-daemon/currentconfig"], "rendered-worker-abc") {
+		t.Errorf("the image lacks the snippet's file or the MachineConfig: %q, %q", files["etc/request-dir"], files["etc/machine-config-daemon/currentconfig"])
 	}
 }
