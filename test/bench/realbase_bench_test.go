@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -67,9 +69,14 @@ const (
 	rbMosbVFSWarm    = "mosb build, vfs, warm"
 	rbBuildahVFSCold = "buildah, vfs, cold"
 	rbBuildahVFSWarm = "buildah, vfs, warm"
+	// The in-pod path: a build pod's init container puts the base into the node image store
+	// (mosb worker --prepare-store), then the build container builds over it on an empty emptyDir.
+	// Warm: the store holds the base already; the emptyDir is new, as every pod's is.
+	rbWorkerCold = "mosb worker, node store, cold"
+	rbWorkerWarm = "mosb worker, node store, warm"
 )
 
-var rbScenarios = []string{rbMosbCold, rbMosbWarm, rbBuildahCold, rbBuildahWarm, rbMosbVFSCold, rbMosbVFSWarm, rbBuildahVFSCold, rbBuildahVFSWarm}
+var rbScenarios = []string{rbMosbCold, rbMosbWarm, rbWorkerCold, rbWorkerWarm, rbBuildahCold, rbBuildahWarm, rbMosbVFSCold, rbMosbVFSWarm, rbBuildahVFSCold, rbBuildahVFSWarm}
 
 type rbKey struct {
 	snippet  int
@@ -160,7 +167,8 @@ func (b *realBench) newFixture(t *testing.T) *rbFixture {
 }
 
 // round builds every snippet cold then warm with each tool, each tool on storage of its own;
-// odd rounds run buildah first. A vfs round builds the first snippet only.
+// odd rounds run buildah first. A vfs round builds the first snippet only (not the worker path:
+// with a node store, a pod's build is overlay or the store goes unused).
 func (b *realBench) round(t *testing.T, i int, vfs bool) {
 	f := b.newFixture(t)
 	driver, scen := "overlay", [4]string{rbMosbCold, rbMosbWarm, rbBuildahCold, rbBuildahWarm}
@@ -178,6 +186,15 @@ func (b *realBench) round(t *testing.T, i int, vfs bool) {
 			b.add(t, rbKey{s, scen[1]}, b.mosbBuild(t, f, s, "variant-b", root, driver))
 			removeAll(t, root)
 		}
+		worker := func() {
+			if vfs {
+				return
+			}
+			store := filepath.Join(f.dir, fmt.Sprintf("store-%d", s))
+			b.add(t, rbKey{s, rbWorkerCold}, b.workerBuild(t, f, s, "variant-a", store))
+			b.add(t, rbKey{s, rbWorkerWarm}, b.workerBuild(t, f, s, "variant-b", store))
+			removeAll(t, store)
+		}
 		buildah := func() {
 			dir := filepath.Join(f.dir, fmt.Sprintf("buildah-%d", s))
 			b.add(t, rbKey{s, scen[2]}, b.buildahBuild(t, f, s, "variant-a", dir, driver))
@@ -186,9 +203,11 @@ func (b *realBench) round(t *testing.T, i int, vfs bool) {
 		}
 		if i%2 == 0 {
 			mosb()
+			worker()
 			buildah()
 		} else {
 			buildah()
+			worker()
 			mosb()
 		}
 	}
@@ -226,6 +245,63 @@ func (b *realBench) mosbBuild(t *testing.T, f *rbFixture, snippet int, variant, 
 		t.Fatalf("mosb build printed %q as its last line, not the digested pullspec:\n%s", pullspec, tail(p.stderr, 30))
 	}
 	b.noteNewBytes(t, f, rbKey{snippet, "mosb"}, pullspec)
+	return s
+}
+
+var workerBuilt = regexp.MustCompile(`(?m)^mosb worker: \S+ built in (\S+), pushed in (\S+): `)
+
+// workerBuild runs a build as a build pod does, from the request the controller would hand it
+// (mosb render --request-dir): `mosb worker --prepare-store` (the init container) fills the node
+// image store, then `mosb worker` builds over it on a new, empty root (the pod's emptyDir).
+func (b *realBench) workerBuild(t *testing.T, f *rbFixture, snippet int, variant, store string) sample {
+	t.Helper()
+	target := fmt.Sprintf("%s/os/worker-%d:latest", f.host, snippet)
+	name := fmt.Sprintf("worker-%d-%s", snippet, variant)
+	mosc := filepath.Join(f.dir, name+".yaml")
+	writeFile(t, mosc, string(harness.BuildMachineOSConfig("bench", f.base, target, releaseVersion, map[string]string{"": realSnippet(snippet, variant)})))
+	request := filepath.Join(f.dir, name+"-request")
+	runMeasured(t, scratchEnv(t, f.dir), b.mosb, "render", "-f", mosc, "--cluster-config", f.clusterDir, "--authfile", f.authFile, "--request-dir", request)
+	secret := filepath.Join(f.dir, name+"-secret")
+	auth, err := os.ReadFile(f.authFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(secret, ".dockerconfigjson"), string(auth)) // an auth file is a .dockerconfigjson
+	pod := filepath.Join(f.dir, name+"-emptydir")
+	env := append(scratchEnv(t, f.dir), "HOME="+filepath.Join(pod, "home"), "TMPDIR="+filepath.Join(pod, "tmp"))
+	env = append(env, strings.Fields(os.Getenv(envMosbEnv))...)
+	common := []string{"worker", "--request", request, "--pull-secret", secret, "--root", filepath.Join(pod, "build"),
+		"--store", store, "--store-report", filepath.Join(pod, "node-store.json")}
+	before := f.pushed()
+	prep := runMeasured(t, env, b.mosb, append(common, "--prepare-store")...)
+	build := runMeasured(t, env, b.mosb, append(common, "--push-secret", secret, "--termination-log", filepath.Join(pod, "termination-log"))...)
+	if os.Getenv(envTrace) == "1" {
+		t.Logf("mosb worker, %s, %s: wall %s + %s, CPU %s + %s:\n%s\n%s", realSnippets[snippet].name, variant,
+			sec(prep.wall), sec(build.wall), sec(prep.cpu), sec(build.cpu), prep.stamped, build.stamped)
+	}
+	if !strings.Contains(build.stderr, "mosb worker: storage: overlay, node image store") || strings.Contains(build.stderr, "node image store not used") {
+		t.Fatalf("mosb worker did not build on overlay over the node image store:\n%s\n%s", tail(prep.stderr, 10), tail(build.stderr, 30))
+	}
+	m := workerBuilt.FindStringSubmatch(build.stderr)
+	if m == nil {
+		t.Fatalf("mosb worker did not say how long it built and pushed:\n%s", tail(build.stderr, 30))
+	}
+	builtIn, err1 := time.ParseDuration(m[1])
+	pushedIn, err2 := time.ParseDuration(m[2])
+	if err1 != nil || err2 != nil {
+		t.Fatalf("mosb worker said %q", m[0])
+	}
+	s := sample{total: prep.wall + build.wall, maxRSS: max(prep.maxRSS, build.maxRSS), build: builtIn, push: pushedIn,
+		cached: cachedSteps(build.stderr), pushedBytes: f.pushed() - before,
+		// What the node holds during the build: the store and the pod's emptyDir.
+		disk: diskUsage(t, store) + diskUsage(t, pod)}
+	var res struct{ Pullspec string }
+	if err := json.Unmarshal([]byte(lastLine(build.stdout)), &res); err != nil || !strings.HasPrefix(res.Pullspec, f.host+"/") {
+		t.Fatalf("mosb worker's result %q: %v", lastLine(build.stdout), err)
+	}
+	b.noteNewBytes(t, f, rbKey{snippet, "worker"}, res.Pullspec)
+	// The pod's emptyDir goes with the pod.
+	removeAll(t, pod)
 	return s
 }
 
@@ -400,7 +476,10 @@ func (b *realBench) report(w io.Writer, runs, vfsRuns int, loadBefore, loadAfter
 				lo, hi = min(lo, s.total), max(hi, s.total)
 			}
 			tool := "buildah"
-			if strings.HasPrefix(sc, "mosb") {
+			switch {
+			case strings.HasPrefix(sc, "mosb worker"):
+				tool = "worker"
+			case strings.HasPrefix(sc, "mosb"):
 				tool = "mosb"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t[%s … %s]\t%s\t%s\t%s\t%s\t%s\t%s\t\n", realSnippets[s].name, sc, sec(m.total), sec(lo), sec(hi),
@@ -431,6 +510,11 @@ func (b *realBench) report(w io.Writer, runs, vfsRuns int, loadBefore, loadAfter
 		check(s, "mosb storage after warm / base uncompressed", float64(med[rbKey{s, rbMosbWarm}].disk), float64(b.shape.Uncompressed), 1.3)
 		check(s, "mosb / buildah, peak RSS, cold", float64(med[rbKey{s, rbMosbCold}].maxRSS), float64(med[rbKey{s, rbBuildahCold}].maxRSS), 1.2)
 		check(s, "mosb pushed / new bytes, cold", float64(med[rbKey{s, rbMosbCold}].pushedBytes), float64(b.newBytes[rbKey{s, "mosb"}]), 1.05)
+		check(s, "mosb worker / buildah, overlay, cold, wall", wall(s, rbWorkerCold), wall(s, rbBuildahCold), 1.0)
+		check(s, "mosb worker / buildah, overlay, warm, wall", wall(s, rbWorkerWarm), wall(s, rbBuildahWarm), 0.8)
+		check(s, "mosb worker warm / cold, wall", wall(s, rbWorkerWarm), wall(s, rbWorkerCold), 0.15)
+		check(s, "mosb worker store + emptyDir, warm / base uncompressed", float64(med[rbKey{s, rbWorkerWarm}].disk), float64(b.shape.Uncompressed), 1.3)
+		check(s, "mosb worker pushed / new bytes, cold", float64(med[rbKey{s, rbWorkerCold}].pushedBytes), float64(b.newBytes[rbKey{s, "worker"}]), 1.05)
 		check(s, "mosb vfs / buildah vfs, cold, wall", wall(s, rbMosbVFSCold), wall(s, rbBuildahVFSCold), 1.0)
 		check(s, "mosb overlay cold / mosb vfs cold, wall", wall(s, rbMosbCold), wall(s, rbMosbVFSCold), 1.0)
 		check(s, "buildah pushed / new bytes, cold", float64(med[rbKey{s, rbBuildahCold}].pushedBytes), float64(b.newBytes[rbKey{s, "buildah"}]), 1.05)
@@ -439,6 +523,8 @@ func (b *realBench) report(w io.Writer, runs, vfsRuns int, loadBefore, loadAfter
 	fmt.Fprintln(w, "\nwall: start to exit of the process(es); for buildah `buildah bud` + `buildah push`. build / push: mosb's own")
 	fmt.Fprintln(w, "\"built in\" / \"pushed in\", buildah's two wall times. peak RSS: wait4's max RSS of the process and its children.")
 	fmt.Fprintln(w, "storage: du of the storage root after the run (cold: base + build; warm: the same root after a second build).")
+	fmt.Fprintln(w, "mosb worker: a build pod's two steps as processes, from `mosb render --request-dir`: --prepare-store (the init")
+	fmt.Fprintln(w, "container) then the build on a new, empty root (the pod's emptyDir); wall and storage count both (store + emptyDir).")
 	fmt.Fprintln(w, "pushed: request bodies that reached the registry during the run; new bytes: the pushed image's layers that the")
 	fmt.Fprintln(w, "base has not, plus its config and manifest. Warm: the other variant (its first line differs) on the same root,")
 	fmt.Fprintln(w, "so no step comes from the layer cache: what is reused is the base alone.")
