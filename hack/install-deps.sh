@@ -16,6 +16,7 @@ declare -A want=(
   [jq]=/usr/bin/jq
   [uidmap]=/usr/bin/newuidmap
   [containerd]=/usr/bin/containerd     # the real-kubelet e2e and demo run pods with it (and runc)
+  [time]=/usr/bin/time                 # make bench: peak RSS of a tool, measured from a small parent
 )
 
 missing=()

@@ -396,13 +396,21 @@ type measured struct {
 	cpu            time.Duration // user + system, the process and the children it waited for
 }
 
-// runMeasured runs a process to its end and fails the test if it fails. maxRSS comes from wait4's
-// rusage, which covers the process and every descendant it waited for.
+// runMeasured runs a process to its end and fails the test if it fails. maxRSS is GNU time's %M:
+// wait4's rusage of the process, which covers every descendant it waited for. Not this process's
+// own wait4: Go starts children with vfork semantics, so a child's ru_maxrss starts at the peak
+// RSS of the test process itself (Linux carries the parent's high-water mark across the exec),
+// which would put a floor of ~90 MiB under every figure.
 func runMeasured(t *testing.T, env []string, prog string, args ...string) measured {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, prog, args...)
+	gnuTime, err := exec.LookPath("time")
+	if err != nil {
+		t.Fatal("GNU time is not installed (Debian package time): run `make deps`")
+	}
+	rssFile := filepath.Join(t.TempDir(), "maxrss")
+	cmd := exec.CommandContext(ctx, gnuTime, append([]string{"-f", "%M", "-o", rssFile, "--", prog}, args...)...)
 	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -414,16 +422,24 @@ func runMeasured(t *testing.T, env []string, prog string, args ...string) measur
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
-	err := cmd.Run()
+	err = cmd.Run()
 	wall := time.Since(start)
 	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", prog, strings.Join(args, " "), err, tail(stderr.String(), 40))
 	}
 	m := measured{wall: wall, stdout: stdout.String(), stderr: stderr.String(), stamped: stamped.String()}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		m.maxRSS = ru.Maxrss * 1024 // KiB on Linux
 		m.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
+	raw, err := os.ReadFile(rssFile)
+	if err != nil {
+		t.Fatalf("GNU time wrote no peak RSS: %v", err)
+	}
+	kib, err := strconv.ParseInt(strings.TrimSpace(lastLine(string(raw))), 10, 64)
+	if err != nil {
+		t.Fatalf("GNU time's peak RSS %q: %v", raw, err)
+	}
+	m.maxRSS = kib * 1024
 	return m
 }
 
