@@ -40,6 +40,7 @@ verify: ## generated files are current, code is formatted and vetted
 	@git diff --exit-code -- api config/crd || { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "run gofmt"; exit 1; }
 	$(GO) vet $(GOFLAGS_MOSB) ./...
+	@GOTAGS="$(GOTAGS)" hack/check-layers.sh
 
 # The real-kubelet e2e runs on its own, verbosely filtered, so that where the machine cannot run a
 # kubelet its SKIPPED line is printed, not swallowed by `go test`'s quiet mode.

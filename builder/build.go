@@ -10,14 +10,16 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/mosb-dev/mosb/registry"
+
+	"github.com/mosb-dev/mosb/builder/buildpod"
 )
 
 // Request is one image: every architecture of it, where it goes, and how registries are reached.
 type Request struct {
-	Builds []ArchBuild
+	Builds []buildpod.ArchBuild
 	// Target is the pushspec (host[:port]/repo:tag) the image is published under.
 	Target   string
-	Registry RegistryConfig
+	Registry buildpod.RegistryConfig
 	// Cache, when set, shares intermediate layers through a registry repository.
 	Cache *Cache
 	// Untagged pushes each image by digest only and leaves Target's tag alone: a build pod's
@@ -69,7 +71,7 @@ func (e *Engine) Build(ctx context.Context, req Request, pub Publisher) (*Result
 		seen[b.Arch] = true
 	}
 	start := time.Now()
-	builds := append([]ArchBuild(nil), req.Builds...)
+	builds := append([]buildpod.ArchBuild(nil), req.Builds...)
 	sort.Slice(builds, func(i, j int) bool { return builds[i].Arch < builds[j].Arch })
 
 	var built []*Built

@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/test/harness"
 )
 
 // buildWithCache builds FROM base plus one RUN step with a fresh engine (another machine: nothing
 // cached locally) and the cache repository cache; it returns the build output and error.
-func buildWithCache(t *testing.T, base string, rc builder.RegistryConfig, cache *builder.Cache) (string, error) {
+func buildWithCache(t *testing.T, base string, rc buildpod.RegistryConfig, cache *builder.Cache) (string, error) {
 	t.Helper()
 	var progress bytes.Buffer
 	e, err := builder.New(t.TempDir(), builder.WithProgress(&progress))
@@ -27,7 +28,7 @@ func buildWithCache(t *testing.T, base string, rc builder.RegistryConfig, cache 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cf := fmt.Sprintf("FROM %s\nRUN echo cached > /cached\n", base)
-	built, err := e.BuildImage(ctx, builder.ArchBuild{Arch: "amd64", Containerfile: []byte(cf)}, rc, cache)
+	built, err := e.BuildImage(ctx, buildpod.ArchBuild{Arch: "amd64", Containerfile: []byte(cf)}, rc, cache)
 	if err == nil {
 		_ = built.Release()
 	}
@@ -57,7 +58,7 @@ func TestCacheRepositoryThatCannotBeReadIsAWarning(t *testing.T) {
 	}
 	reg := harness.StartRegistry(t, harness.WithCA(ca))
 	base := harness.PushBaseImage(t, reg, "os/base", "amd64")
-	rc := builder.RegistryConfig{PullAuth: reg.DockerConfigJSON(), CAs: map[string][]byte{reg.Host: ca.PEM}}
+	rc := buildpod.RegistryConfig{PullAuth: reg.DockerConfigJSON(), CAs: map[string][]byte{reg.Host: ca.PEM}}
 
 	t.Run("an empty repository is a miss", func(t *testing.T) {
 		repo := reg.Host + "/os/cache-empty"

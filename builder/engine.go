@@ -24,6 +24,8 @@ import (
 	"go.podman.io/storage"
 	"go.podman.io/storage/pkg/archive"
 	"golang.org/x/sys/unix"
+
+	"github.com/mosb-dev/mosb/builder/buildpod"
 )
 
 // Engine builds images with buildah over a containers/storage root it owns. Storage, registry
@@ -146,7 +148,7 @@ type Cache struct {
 }
 
 // BuildImage builds one architecture. The image is left as an OCI layout for Push.
-func (e *Engine) BuildImage(ctx context.Context, b ArchBuild, rc RegistryConfig, cache *Cache) (*Built, error) {
+func (e *Engine) BuildImage(ctx context.Context, b buildpod.ArchBuild, rc buildpod.RegistryConfig, cache *Cache) (*Built, error) {
 	if err := b.Validate(); err != nil {
 		return nil, err
 	}
@@ -285,14 +287,14 @@ func (e *Engine) BuildImage(ctx context.Context, b ArchBuild, rc RegistryConfig,
 
 // systemContext writes the registry configuration into the build's directory and points
 // containers/image at it, so no host-wide file is consulted.
-func (e *Engine) systemContext(dir, arch string, rc RegistryConfig, cache *Cache) (*types.SystemContext, string, error) {
+func (e *Engine) systemContext(dir, arch string, rc buildpod.RegistryConfig, cache *Cache) (*types.SystemContext, string, error) {
 	return writeSystemContext(filepath.Join(dir, "sys"), e.root, arch, rc, cache)
 }
 
 // writeSystemContext writes the registry configuration and credentials into sysDir (private to one
 // build) and returns a SystemContext that reads only them; root holds the blob-info cache and the
 // big temporary files.
-func writeSystemContext(sysDir, root, arch string, rc RegistryConfig, cache *Cache) (*types.SystemContext, string, error) {
+func writeSystemContext(sysDir, root, arch string, rc buildpod.RegistryConfig, cache *Cache) (*types.SystemContext, string, error) {
 	files := map[string][]byte{
 		"registries.conf": rc.RegistriesConf,
 		"policy.json":     rc.PolicyJSON,
@@ -351,7 +353,7 @@ func cacheAuth(c *Cache) []byte {
 }
 
 // writeContext lays the build context out and returns the Containerfile's path.
-func writeContext(dir string, b ArchBuild) (string, error) {
+func writeContext(dir string, b buildpod.ArchBuild) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/test/harness"
 )
 
@@ -31,8 +32,8 @@ func TestBuildImageKeepsEverythingUnderItsRoot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cf := fmt.Sprintf("FROM %s\nCOPY currentconfig /etc/machine-config-daemon/currentconfig\nRUN echo hello > /etc/hello\n", base)
-	built, err := e.BuildImage(ctx, builder.ArchBuild{Arch: "amd64", Containerfile: []byte(cf), ContextFiles: map[string][]byte{"currentconfig": []byte("{}")}},
-		builder.RegistryConfig{PullAuth: reg.DockerConfigJSON(), CAs: map[string][]byte{reg.Host: reg.CA.PEM}}, nil)
+	built, err := e.BuildImage(ctx, buildpod.ArchBuild{Arch: "amd64", Containerfile: []byte(cf), ContextFiles: map[string][]byte{"currentconfig": []byte("{}")}},
+		buildpod.RegistryConfig{PullAuth: reg.DockerConfigJSON(), CAs: map[string][]byte{reg.Host: reg.CA.PEM}}, nil)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, progress.String())
 	}
@@ -60,13 +61,13 @@ func TestBuildRequestValidation(t *testing.T) {
 	ctx := context.Background()
 	for name, req := range map[string]builder.Request{
 		"no architectures": {Target: "r.example.com/a:b"},
-		"arch twice": {Target: "r.example.com/a:b", Builds: []builder.ArchBuild{
+		"arch twice": {Target: "r.example.com/a:b", Builds: []buildpod.ArchBuild{
 			{Arch: "amd64", Containerfile: []byte("FROM x")}, {Arch: "amd64", Containerfile: []byte("FROM x")}}},
-		"untagged multi-arch": {Target: "r.example.com/a:b", Untagged: true, Builds: []builder.ArchBuild{
+		"untagged multi-arch": {Target: "r.example.com/a:b", Untagged: true, Builds: []buildpod.ArchBuild{
 			{Arch: "amd64", Containerfile: []byte("FROM x")}, {Arch: "arm64", Containerfile: []byte("FROM x")}}},
-		"context escapes": {Target: "r.example.com/a:b", Builds: []builder.ArchBuild{
+		"context escapes": {Target: "r.example.com/a:b", Builds: []buildpod.ArchBuild{
 			{Arch: "amd64", Containerfile: []byte("FROM x"), ContextFiles: map[string][]byte{"../etc/passwd": nil}}}},
-		"empty containerfile": {Target: "r.example.com/a:b", Builds: []builder.ArchBuild{{Arch: "amd64"}}},
+		"empty containerfile": {Target: "r.example.com/a:b", Builds: []buildpod.ArchBuild{{Arch: "amd64"}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := e.Build(ctx, req, nil); err == nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/containers/buildah"
 
 	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/builder/buildpod"
 )
 
 // envPrepareStore makes the test binary a node store's preparer (see prepareStore).
@@ -33,7 +34,7 @@ type prepareJob struct {
 	Store   builder.ImageStore
 	Scratch string
 	Images  []string
-	RC      builder.RegistryConfig
+	RC      buildpod.RegistryConfig
 }
 
 func runPrepareStore(raw string) int {
@@ -58,7 +59,7 @@ func runPrepareStore(raw string) int {
 // prepareStore fills a node store in a process of its own, as a build pod's init container does:
 // containers/storage keeps one lock per path and process, read-write or read-only, so the builds
 // that read the store read-only must not share a process with its writer.
-func prepareStore(ctx context.Context, t *testing.T, s builder.ImageStore, images []string, rc builder.RegistryConfig) (*builder.StoreReport, string) {
+func prepareStore(ctx context.Context, t *testing.T, s builder.ImageStore, images []string, rc buildpod.RegistryConfig) (*builder.StoreReport, string) {
 	t.Helper()
 	job, err := json.Marshal(prepareJob{Store: builder.ImageStore{Dir: s.Dir, Budget: s.Budget, Grace: s.Grace}, Scratch: t.TempDir(), Images: images, RC: rc})
 	if err != nil {

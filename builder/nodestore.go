@@ -18,6 +18,8 @@ import (
 	storagetypes "go.podman.io/storage/types"
 	"golang.org/x/sys/unix"
 	"k8s.io/utils/clock"
+
+	"github.com/mosb-dev/mosb/builder/buildpod"
 )
 
 // The node image store.
@@ -76,7 +78,7 @@ type StoreReport struct {
 // Prepare makes sure the store holds images (for arch), pulled with the build's registries.conf,
 // policy, CAs and pull credentials. scratch is a directory private to this build: the credentials
 // and the run state go there, never into the store.
-func (s ImageStore) Prepare(ctx context.Context, scratch string, images []string, arch string, rc RegistryConfig, out io.Writer) (*StoreReport, error) {
+func (s ImageStore) Prepare(ctx context.Context, scratch string, images []string, arch string, rc buildpod.RegistryConfig, out io.Writer) (*StoreReport, error) {
 	if s.Clock == nil {
 		s.Clock = clock.RealClock{}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/test/harness"
 )
 
@@ -68,7 +69,7 @@ func TestNodeStoreServesTheBaseWithoutPullingIt(t *testing.T) {
 	needRoot(t)
 	reg := harness.StartRegistry(t)
 	base := harness.PushBaseImage(t, reg, "os/base", "amd64")
-	rc := builder.RegistryConfig{PullAuth: reg.DockerConfigJSON(), CAs: map[string][]byte{reg.Host: reg.CA.PEM}}
+	rc := buildpod.RegistryConfig{PullAuth: reg.DockerConfigJSON(), CAs: map[string][]byte{reg.Host: reg.CA.PEM}}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	store := builder.ImageStore{Dir: t.TempDir()}
@@ -119,7 +120,7 @@ func TestNodeStoreEvictsLeastRecentlyUsedUnlessHeld(t *testing.T) {
 	reg := harness.StartRegistry(t)
 	base := harness.PushBaseImage(t, reg, "os/base", "amd64")
 	other := pushOther(t, reg, "os/other")
-	rc := builder.RegistryConfig{PullAuth: reg.DockerConfigJSON(), CAs: map[string][]byte{reg.Host: reg.CA.PEM}}
+	rc := buildpod.RegistryConfig{PullAuth: reg.DockerConfigJSON(), CAs: map[string][]byte{reg.Host: reg.CA.PEM}}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
@@ -163,7 +164,7 @@ func TestABuildCannotTamperWithTheNodeStore(t *testing.T) {
 	needRoot(t)
 	reg := harness.StartRegistry(t)
 	base := harness.PushBaseImage(t, reg, "os/base", "amd64")
-	rc := builder.RegistryConfig{PullAuth: reg.DockerConfigJSON(), CAs: map[string][]byte{reg.Host: reg.CA.PEM}}
+	rc := buildpod.RegistryConfig{PullAuth: reg.DockerConfigJSON(), CAs: map[string][]byte{reg.Host: reg.CA.PEM}}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	store := builder.ImageStore{Dir: t.TempDir()}
@@ -203,7 +204,7 @@ echo tampered > /etc/passwd; true
 }
 
 // buildOnce builds cf for amd64 on a fresh root and returns its digest, its output and its storage.
-func buildOnce(ctx context.Context, t *testing.T, rc builder.RegistryConfig, cf string, opts ...builder.Option) (string, string, builder.StorageChoice) {
+func buildOnce(ctx context.Context, t *testing.T, rc buildpod.RegistryConfig, cf string, opts ...builder.Option) (string, string, builder.StorageChoice) {
 	t.Helper()
 	var progress bytes.Buffer
 	e, err := builder.New(t.TempDir(), append(opts, builder.WithProgress(&progress))...)
@@ -211,7 +212,7 @@ func buildOnce(ctx context.Context, t *testing.T, rc builder.RegistryConfig, cf 
 		t.Fatal(err)
 	}
 	defer e.Close()
-	b, err := e.BuildImage(ctx, builder.ArchBuild{Arch: "amd64", Containerfile: []byte(cf)}, rc, nil)
+	b, err := e.BuildImage(ctx, buildpod.ArchBuild{Arch: "amd64", Containerfile: []byte(cf)}, rc, nil)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, progress.String())
 	}

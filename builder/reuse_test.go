@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/registry"
 	"github.com/mosb-dev/mosb/test/harness"
 )
@@ -25,7 +26,7 @@ func reuseContainerfile(base string) []byte {
 
 // pushClient is a registry client with the credentials of one auth file only, as mosb's publisher
 // has the push secret's.
-func pushClient(t *testing.T, rc builder.RegistryConfig, auth []byte) *registry.Client {
+func pushClient(t *testing.T, rc buildpod.RegistryConfig, auth []byte) *registry.Client {
 	t.Helper()
 	cfg, err := rc.PushConfig()
 	if err != nil {
@@ -60,7 +61,7 @@ func layerDescriptors(t *testing.T, img v1.Image) []v1.Descriptor {
 	return m.Layers
 }
 
-func buildAndPush(t *testing.T, base, target string, rc builder.RegistryConfig, pub builder.Publisher) (*builder.Result, string) {
+func buildAndPush(t *testing.T, base, target string, rc buildpod.RegistryConfig, pub builder.Publisher) (*builder.Result, string) {
 	t.Helper()
 	var progress bytes.Buffer
 	e, err := builder.New(t.TempDir(), builder.WithProgress(&progress))
@@ -71,7 +72,7 @@ func buildAndPush(t *testing.T, base, target string, rc builder.RegistryConfig, 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	res, err := e.Build(ctx, builder.Request{
-		Builds:   []builder.ArchBuild{{Arch: "amd64", Containerfile: reuseContainerfile(base)}},
+		Builds:   []buildpod.ArchBuild{{Arch: "amd64", Containerfile: reuseContainerfile(base)}},
 		Target:   target,
 		Registry: rc,
 	}, pub)
@@ -94,7 +95,7 @@ func TestBuildPublishesTheBaseLayerAsItIsAndMountsIt(t *testing.T) {
 	base := proxy.Host + strings.TrimPrefix(harness.PushBaseImage(t, reg, "os/base", "amd64"), reg.Host)
 	baseLayers := layerDescriptors(t, remoteImage(t, reg, base))
 	auth := harness.DockerConfigJSON(proxy.Host, reg.Username, reg.Password)
-	rc := builder.RegistryConfig{PullAuth: auth, CAs: map[string][]byte{proxy.Host: reg.CA.PEM}}
+	rc := buildpod.RegistryConfig{PullAuth: auth, CAs: map[string][]byte{proxy.Host: reg.CA.PEM}}
 
 	before := proxy.Sent()
 	res, progress := buildAndPush(t, base, proxy.Host+"/os/app:latest", rc, pushClient(t, rc, auth))
@@ -138,7 +139,7 @@ func TestBuildReusesTheBaseLayerAcrossRegistries(t *testing.T) {
 	baseLayers := layerDescriptors(t, remoteImage(t, src, base))
 	srcAuth := src.DockerConfigJSON()
 	dstAuth := dst.DockerConfigJSON()
-	rc := builder.RegistryConfig{PullAuth: srcAuth, CAs: map[string][]byte{src.Host: ca.PEM, dst.Host: ca.PEM}}
+	rc := buildpod.RegistryConfig{PullAuth: srcAuth, CAs: map[string][]byte{src.Host: ca.PEM, dst.Host: ca.PEM}}
 
 	// The push credentials reach the target registry only; the pull credentials the base's only.
 	res, _ := buildAndPush(t, base, dst.Host+"/os/app:latest", rc, pushClient(t, rc, dstAuth))
@@ -182,7 +183,7 @@ func TestBuildSaysWhichRegistryFailedWhenTheBaseCannotBeRead(t *testing.T) {
 	src := harness.StartRegistry(t, harness.WithCA(ca))
 	dst := harness.StartRegistry(t, harness.WithCA(ca))
 	base := harness.PushBaseImage(t, src, "os/base", "amd64")
-	rc := builder.RegistryConfig{PullAuth: src.DockerConfigJSON(), CAs: map[string][]byte{src.Host: ca.PEM, dst.Host: ca.PEM}}
+	rc := buildpod.RegistryConfig{PullAuth: src.DockerConfigJSON(), CAs: map[string][]byte{src.Host: ca.PEM, dst.Host: ca.PEM}}
 	e, err := builder.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -190,7 +191,7 @@ func TestBuildSaysWhichRegistryFailedWhenTheBaseCannotBeRead(t *testing.T) {
 	t.Cleanup(func() { _ = e.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	built, err := e.BuildImage(ctx, builder.ArchBuild{Arch: "amd64", Containerfile: reuseContainerfile(base)}, rc, nil)
+	built, err := e.BuildImage(ctx, buildpod.ArchBuild{Arch: "amd64", Containerfile: reuseContainerfile(base)}, rc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
-	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/registry"
 )
 
@@ -68,7 +68,7 @@ type BuildReconciler struct {
 	// Workers is how many MachineOSConfigs are reconciled at once (default 1).
 	Workers int
 	// NodeStore is the node image store build pods share (nil: none, every build pulls its base).
-	NodeStore *builder.PodNodeStore
+	NodeStore *buildpod.NodeStore
 	// BuildResources are the build pods' default requests and limits (--build-requests,
 	// --build-limits); a MachineOSConfig's annotations override them key by key.
 	BuildResources BuildResources
@@ -281,7 +281,7 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 		return wait, nil
 	}
 
-	results := map[string]builder.WorkerResult{}
+	results := map[string]buildpod.Result{}
 	var failure *Outcome
 	var waiting []string // why pods wait for a node, for the Building condition
 	place := r.placer(ctx)
@@ -597,7 +597,7 @@ func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan,
 		labels[LabelEmulated] = "true"
 	}
 	resources := r.podResources(ctx, plan, a.Arch)
-	cm, pod, err := builder.PodObjects(builder.PodRequest{
+	cm, pod, err := buildpod.Objects(buildpod.Request{
 		Name:                  name,
 		Namespace:             r.Namespace,
 		Labels:                labels,
@@ -635,7 +635,7 @@ func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan,
 
 // publish pushes the OCI index of a multi-architecture build (the single image is already tagged
 // by its pod) with the push secret only.
-func (r *BuildReconciler) publish(ctx context.Context, plan *Plan, results map[string]builder.WorkerResult) (string, error) {
+func (r *BuildReconciler) publish(ctx context.Context, plan *Plan, results map[string]buildpod.Result) (string, error) {
 	if len(results) == 1 {
 		for _, res := range results {
 			return res.Pullspec, nil

@@ -8,14 +8,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/builder/buildpod"
 )
 
 // Reasons of pod-level failures (the worker reports its own: BuildFailed, PushFailed, …).
 const (
 	ReasonOutOfMemory             = "OutOfMemory"
 	ReasonPodEvicted              = "PodEvicted"
-	ReasonInterrupted             = builder.FailureInterrupted
+	ReasonInterrupted             = buildpod.ReasonInterrupted
 	ReasonBuilderImageUnavailable = "BuilderImageUnavailable"
 	ReasonTimeout                 = "Timeout"
 	ReasonInvalidResult           = "InvalidResult"
@@ -30,7 +30,7 @@ type Outcome struct {
 	Reason    string
 	Retryable bool
 	Message   string
-	Result    builder.WorkerResult
+	Result    buildpod.Result
 }
 
 // ClassifyPod decides what a build pod's status means. pod is nil when the pod is gone although
@@ -50,7 +50,7 @@ func ClassifyPod(pod *corev1.Pod, podName string, now time.Time, imagePullGrace 
 		if term != nil {
 			msg = term.Message
 		}
-		res, err := builder.ParseWorkerResult(msg)
+		res, err := buildpod.ParseResult(msg)
 		if err != nil {
 			return Outcome{Done: true, Failed: true, Reason: ReasonInvalidResult,
 				Message: fmt.Sprintf("build pod %s succeeded but its termination message is not a build result: %v", pod.Name, err)}
@@ -94,15 +94,15 @@ func classifyFailed(pod *corev1.Pod, term *corev1.ContainerStateTerminated) Outc
 		return failed(ReasonTimeout, false, fmt.Sprintf("build pod %s ran longer than its deadline of %ds and was stopped; raise the controller's --build-timeout if builds need longer", pod.Name, deadline))
 	}
 	if term == nil {
-		return failed(builder.FailureBuildFailed, false, fmt.Sprintf("build pod %s failed: %s %s", pod.Name, pod.Status.Reason, pod.Status.Message))
+		return failed(buildpod.ReasonBuildFailed, false, fmt.Sprintf("build pod %s failed: %s %s", pod.Name, pod.Status.Reason, pod.Status.Message))
 	}
 	if term.Reason == "OOMKilled" {
 		return failed(ReasonOutOfMemory, false, fmt.Sprintf("build pod %s ran out of memory (exit code %d); raise its memory limit with the annotation %s on the MachineOSConfig (e.g. memory=8Gi) or the controller's --build-limits", pod.Name, term.ExitCode, AnnotationBuildLimits))
 	}
-	if f, ok := builder.ParseWorkerFailure(term.Message); ok {
+	if f, ok := buildpod.ParseFailure(term.Message); ok {
 		return failed(f.Reason, f.Retryable, fmt.Sprintf("build pod %s failed with exit code %d: %s", pod.Name, term.ExitCode, f.Message))
 	}
-	return failed(builder.FailureBuildFailed, false, fmt.Sprintf("build pod %s failed with exit code %d (%s): %s", pod.Name, term.ExitCode, term.Reason, tail(term.Message, 1024)))
+	return failed(buildpod.ReasonBuildFailed, false, fmt.Sprintf("build pod %s failed with exit code %d (%s): %s", pod.Name, term.ExitCode, term.Reason, tail(term.Message, 1024)))
 }
 
 // terminated is how the build container ended or, when it never ran, how an init container failed.

@@ -8,7 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/builder/buildpod"
 )
 
 // Pod statuses as kubelet records them for each way a build pod ends.
@@ -17,8 +17,8 @@ func TestClassifyPodOverRecordedStatuses(t *testing.T) {
 	created := metav1.NewTime(now.Add(-10 * time.Minute))
 	deadline := int64(3600)
 	okResult := `{"arch":"amd64","pullspec":"r.example.com/os/w@sha256:` + strings.Repeat("a", 64) + `","digest":"sha256:` + strings.Repeat("a", 64) + `","platform":{"architecture":"amd64","os":"linux"}}`
-	pushFailure, _ := builder.WorkerFailure{Reason: builder.FailurePushFailed, Retryable: false, Message: "registry r refused the credentials (HTTP 401)"}.Marshal()
-	unreachable, _ := builder.WorkerFailure{Reason: builder.FailurePushFailed, Retryable: true, Message: "registry r unreachable"}.Marshal()
+	pushFailure, _ := buildpod.Failure{Reason: buildpod.ReasonPushFailed, Retryable: false, Message: "registry r refused the credentials (HTTP 401)"}.Marshal()
+	unreachable, _ := buildpod.Failure{Reason: buildpod.ReasonPushFailed, Retryable: true, Message: "registry r unreachable"}.Marshal()
 	term := func(code int32, reason, msg string) corev1.PodStatus {
 		phase := corev1.PodFailed
 		if code == 0 {
@@ -43,9 +43,9 @@ func TestClassifyPodOverRecordedStatuses(t *testing.T) {
 		{"running", &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodRunning}}, false, false, "", false, ""},
 		{"succeeded", &corev1.Pod{Status: term(0, "Completed", okResult)}, true, false, "", false, ""},
 		{"succeeded without a result", &corev1.Pod{Status: term(0, "Completed", "done")}, true, true, ReasonInvalidResult, false, "not a build result"},
-		{"non-zero exit, log tail", &corev1.Pod{Status: term(1, "Error", "STEP 3/4: RUN false\nerror building at STEP")}, true, true, builder.FailureBuildFailed, false, "exit code 1"},
-		{"worker: push refused", &corev1.Pod{Status: term(1, "Error", string(pushFailure))}, true, true, builder.FailurePushFailed, false, "credentials"},
-		{"worker: registry unreachable", &corev1.Pod{Status: term(1, "Error", string(unreachable))}, true, true, builder.FailurePushFailed, true, "unreachable"},
+		{"non-zero exit, log tail", &corev1.Pod{Status: term(1, "Error", "STEP 3/4: RUN false\nerror building at STEP")}, true, true, buildpod.ReasonBuildFailed, false, "exit code 1"},
+		{"worker: push refused", &corev1.Pod{Status: term(1, "Error", string(pushFailure))}, true, true, buildpod.ReasonPushFailed, false, "credentials"},
+		{"worker: registry unreachable", &corev1.Pod{Status: term(1, "Error", string(unreachable))}, true, true, buildpod.ReasonPushFailed, true, "unreachable"},
 		{"OOMKilled", &corev1.Pod{Status: term(137, "OOMKilled", "")}, true, true, ReasonOutOfMemory, false, "memory limit with the annotation mosb.dev/build-limits"},
 		{"evicted", &corev1.Pod{Spec: corev1.PodSpec{NodeName: "n1"}, Status: corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted",
 			Message: "The node was low on resource: ephemeral-storage."}}, true, true, ReasonPodEvicted, true, "ephemeral-storage"},

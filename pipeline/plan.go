@@ -13,7 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
-	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/containerfiles"
 	"github.com/mosb-dev/mosb/registry"
 )
@@ -63,7 +63,7 @@ type ArchPlan struct {
 	Arch string
 	// Selection is the containerFile entry used (own, noarch, or none).
 	Selection containerfiles.Selection
-	Build     builder.ArchBuild
+	Build     buildpod.ArchBuild
 }
 
 // Plan is a build that can start.
@@ -80,7 +80,7 @@ type Plan struct {
 	Arches                []ArchPlan
 	// Registry is what the build's pulls use: registries.conf (with the mirror rules of what the
 	// build pulls, see pullScope), policy.json, CAs, pull auth file.
-	Registry builder.RegistryConfig
+	Registry buildpod.RegistryConfig
 	// Config is the whole cluster registry configuration, for mosb's own registry calls and
 	// checks. The build's registries.conf holds only the part of it that the build's pulls use.
 	Config *registry.Config
@@ -211,7 +211,7 @@ func Prepare(in Inputs) (*Plan, error) {
 		plan.Arches = append(plan.Arches, ArchPlan{
 			Arch:      string(arch),
 			Selection: cf.Selection,
-			Build:     builder.ArchBuild{Arch: string(arch), Containerfile: []byte(cf.Text), ContextFiles: cf.Context},
+			Build:     buildpod.ArchBuild{Arch: string(arch), Containerfile: []byte(cf.Text), ContextFiles: cf.Context},
 		})
 	}
 
@@ -362,20 +362,20 @@ func pullScope(cfg *registry.Config, plan *Plan) *registry.Config {
 // the cluster configuration the build's pulls use (see pullScope). policy.json and the CAs come
 // from cfg whole: they are policy rather than routing, small, and rarely change; and the CAs also
 // serve the push to the target's registry, which scoped knows nothing of.
-func buildRegistryConfig(cfg, scoped *registry.Config, pull registry.Auths) (builder.RegistryConfig, error) {
+func buildRegistryConfig(cfg, scoped *registry.Config, pull registry.Auths) (buildpod.RegistryConfig, error) {
 	conf, err := scoped.PullRegistriesConf()
 	if err != nil {
-		return builder.RegistryConfig{}, err
+		return buildpod.RegistryConfig{}, err
 	}
 	policy, err := cfg.PolicyJSON()
 	if err != nil {
-		return builder.RegistryConfig{}, err
+		return buildpod.RegistryConfig{}, err
 	}
 	auth, err := pull.AuthFile()
 	if err != nil {
-		return builder.RegistryConfig{}, err
+		return buildpod.RegistryConfig{}, err
 	}
-	return builder.RegistryConfig{RegistriesConf: conf, PolicyJSON: policy, CAs: cfg.RegistryCAs(), PullAuth: auth}, nil
+	return buildpod.RegistryConfig{RegistriesConf: conf, PolicyJSON: policy, CAs: cfg.RegistryCAs(), PullAuth: auth}, nil
 }
 
 // identity hashes everything that changes the image and nothing that does not: not the

@@ -3,7 +3,7 @@ package pipeline
 import (
 	"fmt"
 
-	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/builder/buildpod"
 )
 
 // Condition reasons for invalid input (MachineOSConfig Degraded=True). CamelCase, one per fix.
@@ -11,7 +11,7 @@ const (
 	ReasonInvalidPushspec        = "InvalidPushspec"
 	ReasonSecretNotFound         = "SecretNotFound"
 	ReasonInvalidSecret          = "InvalidSecret"
-	ReasonRegistryBlocked        = builder.FailureRegistryBlocked
+	ReasonRegistryBlocked        = buildpod.ReasonRegistryBlocked
 	ReasonBaseImageNotByDigest   = "BaseImageNotByDigest"
 	ReasonBaseImageNotSet        = "BaseImageNotSet"
 	ReasonInvalidContainerfile   = "InvalidContainerfile"

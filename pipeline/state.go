@@ -1,7 +1,7 @@
 package pipeline
 
 import (
-	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/builder/buildpod"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -13,8 +13,8 @@ const (
 	ReasonPrepared     = "Prepared"
 	ReasonPodsCreated  = "PodsCreated"
 	ReasonBuilt        = "Built"
-	ReasonBuildFailed  = builder.FailureBuildFailed
-	ReasonPushFailed   = builder.FailurePushFailed
+	ReasonBuildFailed  = buildpod.ReasonBuildFailed
+	ReasonPushFailed   = buildpod.ReasonPushFailed
 	ReasonSuperseded   = "Superseded"
 	ReasonBuilding     = "Building"
 	ReasonImageMissing = "ImageMissing"

@@ -21,7 +21,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/pipeline"
 )
 
@@ -200,7 +200,7 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 }
 
 // parseNodeStore reads --node-store and --node-store-budget; nil: no node store.
-func parseNodeStore(dir, budget string) (*builder.PodNodeStore, error) {
+func parseNodeStore(dir, budget string) (*buildpod.NodeStore, error) {
 	if dir == "" {
 		return nil, nil
 	}
@@ -211,5 +211,5 @@ func parseNodeStore(dir, budget string) (*builder.PodNodeStore, error) {
 	if err != nil || q.Sign() < 0 {
 		return nil, invalid("--node-store-budget %q: a size such as 40Gi (0: no limit)", budget)
 	}
-	return &builder.PodNodeStore{HostPath: dir, Budget: q.Value()}, nil
+	return &buildpod.NodeStore{HostPath: dir, Budget: q.Value()}, nil
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/pipeline"
 )
 
@@ -77,7 +77,7 @@ func writeRequest(stderr io.Writer, plan *pipeline.Plan, dir string) error {
 	regCfg := plan.Registry
 	regCfg.PullAuth = nil
 	a := plan.Arches[0]
-	err := builder.WriteRequest(dir, builder.PodRequest{
+	err := buildpod.WriteRequest(dir, buildpod.Request{
 		Build: a.Build, Target: plan.Target, Untagged: len(plan.Arches) > 1, Registry: regCfg, Prefetch: plan.Prefetch(),
 	})
 	if err != nil {

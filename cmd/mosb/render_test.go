@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
-	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/pipeline"
 )
 
@@ -504,7 +504,7 @@ func TestRenderRequestDirIsBuiltByTheWorker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := builder.ReadPodRequest(request)
+	req, err := buildpod.ReadRequest(request)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -526,7 +526,7 @@ func TestRenderRequestDirIsBuiltByTheWorker(t *testing.T) {
 	if !strings.Contains(res.stderr, "node image store") {
 		t.Errorf("the worker did not build over the node image store:\n%s", res.stderr)
 	}
-	got, err := builder.ParseWorkerResult(res.lastLine())
+	got, err := buildpod.ParseResult(res.lastLine())
 	if err != nil {
 		t.Fatal(err)
 	}

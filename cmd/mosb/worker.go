@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/registry"
 )
 
@@ -48,16 +49,16 @@ error is the last line of stderr, which kubelet keeps as the termination message
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&s.requestDir, "request", builder.PodRequestDir, "the mounted request ConfigMap")
-	fl.StringVar(&s.pullSecretDir, "pull-secret", builder.PodPullSecretDir, "the mounted pull secret (empty: pull anonymously)")
-	fl.StringVar(&s.pushSecretDir, "push-secret", builder.PodPushSecretDir, "the mounted push secret")
-	fl.StringVar(&s.root, "root", builder.PodStorageRoot, "where image storage and scratch space live (an emptyDir)")
+	fl.StringVar(&s.requestDir, "request", buildpod.RequestDir, "the mounted request ConfigMap")
+	fl.StringVar(&s.pullSecretDir, "pull-secret", buildpod.PullSecretDir, "the mounted pull secret (empty: pull anonymously)")
+	fl.StringVar(&s.pushSecretDir, "push-secret", buildpod.PushSecretDir, "the mounted push secret")
+	fl.StringVar(&s.root, "root", buildpod.StorageRoot, "where image storage and scratch space live (an emptyDir)")
 	fl.StringVar(&s.driver, "storage-driver", builder.DriverAuto, "containers/storage driver: overlay or vfs (default: overlay, vfs where an overlay mount is impossible)")
-	fl.StringVar(&s.terminationLog, "termination-log", builder.PodTerminationLog, "where the result JSON is written (the container's terminationMessagePath)")
+	fl.StringVar(&s.terminationLog, "termination-log", buildpod.TerminationLog, "where the result JSON is written (the container's terminationMessagePath)")
 	fl.StringVar(&s.store, "store", "", "the node image store: base images are read from it (read-only), or put there with --prepare-store")
 	fl.BoolVar(&s.prepareStore, "prepare-store", false, "only put the request's base images into the --store (a build pod's init container), evicting what was used least recently beyond --store-budget")
 	fl.Int64Var(&s.storeBudget, "store-budget", 0, "with --prepare-store: the most bytes of layers the store keeps (0: no limit)")
-	fl.StringVar(&s.storeReport, "store-report", builder.PodStoreReport, "where --prepare-store says which images the store holds for this build, and the build reads it")
+	fl.StringVar(&s.storeReport, "store-report", buildpod.StoreReportPath, "where --prepare-store says which images the store holds for this build, and the build reads it")
 	return cmd
 }
 
@@ -73,7 +74,7 @@ type workerSettings struct {
 // time: whatever goes wrong here is said and the build pulls the base itself (exit 0), except a
 // malformed request, which the build would refuse too.
 func prepareNodeStore(ctx context.Context, s workerSettings, stderr io.Writer) error {
-	req, err := builder.ReadPodRequest(s.requestDir)
+	req, err := buildpod.ReadRequest(s.requestDir)
 	if err != nil {
 		return invalid("%v", err)
 	}
@@ -118,7 +119,7 @@ func prepareNodeStore(ctx context.Context, s workerSettings, stderr io.Writer) e
 
 // workerInput is what the worker builds from: the request, and the credentials kept apart.
 type workerInput struct {
-	req       builder.PodRequest
+	req       buildpod.Request
 	pushAuths registry.Auths
 	pushCfg   *registry.Config
 }
@@ -160,7 +161,7 @@ func runWorker(ctx context.Context, s workerSettings, stdout, stderr io.Writer) 
 	fmt.Fprintf(stderr, "mosb worker: %s\n", storage)
 
 	req := builder.Request{
-		Builds:   []builder.ArchBuild{in.req.Build},
+		Builds:   []buildpod.ArchBuild{in.req.Build},
 		Target:   in.req.Target,
 		Registry: in.req.Registry,
 		Untagged: in.req.Untagged,
@@ -187,7 +188,7 @@ func runWorker(ctx context.Context, s workerSettings, stdout, stderr io.Writer) 
 	}
 	a := res.Arches[0]
 	fmt.Fprintf(stderr, "mosb worker: %s built in %s, pushed in %s: %s\n", a.Arch, a.BuildDuration.Round(1e7), res.PushDuration.Round(1e7), a.Pullspec)
-	out, err := builder.WorkerResult{
+	out, err := buildpod.Result{
 		Arch: a.Arch, Pullspec: a.Pullspec, Digest: a.Digest, Platform: a.Platform,
 		StorageDriver: storage.Driver, Storage: storageNote(storage),
 	}.Marshal()
@@ -207,13 +208,13 @@ func runWorker(ctx context.Context, s workerSettings, stdout, stderr io.Writer) 
 func reportFailure(path string, err error, logTail string, stderr io.Writer) {
 	reason, retryable := builder.ClassifyError(err)
 	if errors.Is(err, errInvalidInput) {
-		reason, retryable = builder.FailureInvalidRequest, false
+		reason, retryable = buildpod.ReasonInvalidRequest, false
 	}
 	msg := builder.Describe(reason, err)
 	if t := strings.TrimSpace(logTail); t != "" {
 		msg += "\n--- end of the build log ---\n" + t
 	}
-	out, mErr := builder.WorkerFailure{Reason: reason, Retryable: retryable, Message: msg}.Marshal()
+	out, mErr := buildpod.Failure{Reason: reason, Retryable: retryable, Message: msg}.Marshal()
 	if mErr == nil {
 		mErr = os.WriteFile(path, out, 0o644)
 	}
@@ -245,7 +246,7 @@ func (t *tailWriter) String() string { return string(t.buf) }
 func readWorkerInput(s workerSettings) (workerInput, error) {
 	var in workerInput
 	var err error
-	if in.req, err = builder.ReadPodRequest(s.requestDir); err != nil {
+	if in.req, err = buildpod.ReadRequest(s.requestDir); err != nil {
 		return in, invalid("%v", err)
 	}
 	if in.pushCfg, err = in.req.Registry.PushConfig(); err != nil {

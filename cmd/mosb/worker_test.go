@@ -19,7 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/registry"
 	"github.com/mosb-dev/mosb/test/harness"
 )
@@ -69,7 +69,7 @@ func (f *buildFixture) workerPod(t *testing.T, o workerPodOptions) *workerPod {
 		t.Fatalf("the plan's context has no nested path to carry: %v", plan.Arches[0].Build.ContextFiles)
 	}
 	deadline := int64(600)
-	cm, pod, err := builder.PodObjects(builder.PodRequest{
+	cm, pod, err := buildpod.Objects(buildpod.Request{
 		Name: "worker-0123456789-amd64", Namespace: "mosb-system",
 		Owner: metav1.OwnerReference{APIVersion: "machineconfiguration.openshift.io/v1alpha1", Kind: "MachineOSBuild", Name: "worker-0123456789", UID: "uid-1"},
 		Build: plan.Arches[0].Build, Target: plan.Target, Untagged: o.untagged, Registry: plan.Registry,
@@ -196,19 +196,19 @@ func kubeletWrite(t *testing.T, dir string, data map[string][]byte, items []core
 	harness.WriteAtomicVolume(t, dir, payload)
 }
 
-func (w *workerPod) result(t *testing.T) (builder.WorkerResult, bool) {
+func (w *workerPod) result(t *testing.T) (buildpod.Result, bool) {
 	t.Helper()
 	raw, err := os.ReadFile(w.terminationLog)
 	if os.IsNotExist(err) || (err == nil && len(raw) == 0) {
-		return builder.WorkerResult{}, false
+		return buildpod.Result{}, false
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, failed := builder.ParseWorkerFailure(string(raw)); failed {
-		return builder.WorkerResult{}, false
+	if _, failed := buildpod.ParseFailure(string(raw)); failed {
+		return buildpod.Result{}, false
 	}
-	res, err := builder.ParseWorkerResult(string(raw))
+	res, err := buildpod.ParseResult(string(raw))
 	if err != nil {
 		t.Fatalf("the termination log holds no worker result: %v\n%s", err, raw)
 	}
@@ -216,13 +216,13 @@ func (w *workerPod) result(t *testing.T) (builder.WorkerResult, bool) {
 }
 
 // failure is the failure the worker wrote to its termination log.
-func (w *workerPod) failure(t *testing.T) builder.WorkerFailure {
+func (w *workerPod) failure(t *testing.T) buildpod.Failure {
 	t.Helper()
 	raw, err := os.ReadFile(w.terminationLog)
 	if err != nil {
 		t.Fatalf("no termination log after a failure: %v", err)
 	}
-	f, ok := builder.ParseWorkerFailure(string(raw))
+	f, ok := buildpod.ParseFailure(string(raw))
 	if !ok {
 		t.Fatalf("the termination log holds no failure:\n%s", raw)
 	}
@@ -288,20 +288,20 @@ func TestWorkerMalformedRequestExitsTwo(t *testing.T) {
 		says       string
 	}{
 		"request of another layout version": {corrupt: func(t *testing.T, w *workerPod) {
-			p, err := filepath.EvalSymlinks(filepath.Join(w.dirs[builder.PodRequestDir], "request.json"))
+			p, err := filepath.EvalSymlinks(filepath.Join(w.dirs[buildpod.RequestDir], "request.json"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			replaceFile(t, p, `{"version":99}`)
 		}, says: "version"},
 		"no request": {corrupt: func(t *testing.T, w *workerPod) {
-			if err := os.RemoveAll(w.dirs[builder.PodRequestDir]); err != nil {
+			if err := os.RemoveAll(w.dirs[buildpod.RequestDir]); err != nil {
 				t.Fatal(err)
 			}
 		}, says: "request"},
 		"push secret not JSON": {pushSecret: []byte("user:password"), says: "JSON"},
 		"push secret of another type": {corrupt: func(t *testing.T, w *workerPod) {
-			dir := w.dirs[builder.PodPushSecretDir]
+			dir := w.dirs[buildpod.PushSecretDir]
 			if err := os.Rename(filepath.Join(dir, ".dockerconfigjson"), filepath.Join(dir, "config.json")); err != nil {
 				t.Fatal(err)
 			}
@@ -322,7 +322,7 @@ func TestWorkerMalformedRequestExitsTwo(t *testing.T) {
 			if _, ok := w.result(t); ok {
 				t.Error("a failed worker wrote a result")
 			}
-			if f := w.failure(t); f.Reason != builder.FailureInvalidRequest || f.Retryable {
+			if f := w.failure(t); f.Reason != buildpod.ReasonInvalidRequest || f.Retryable {
 				t.Errorf("failure %+v, want InvalidRequest, not retryable", f)
 			}
 		})
@@ -352,7 +352,7 @@ func TestWorkerWrongPushCredentialsExitsOne(t *testing.T) {
 		t.Error("a failed worker wrote a result")
 	}
 	fail := w.failure(t)
-	if fail.Reason != builder.FailurePushFailed || fail.Retryable || !strings.Contains(fail.Message, "credentials") || !strings.Contains(fail.Message, f.reg.Host) {
+	if fail.Reason != buildpod.ReasonPushFailed || fail.Retryable || !strings.Contains(fail.Message, "credentials") || !strings.Contains(fail.Message, f.reg.Host) {
 		t.Errorf("failure %+v: want PushFailed, not retryable, saying credentials and naming %s", fail, f.reg.Host)
 	}
 	if strings.Contains(fail.Message, "not-the-password") {
@@ -368,7 +368,7 @@ func TestWorkerFailedRunReportsBuildFailedWithTheLogTail(t *testing.T) {
 		t.Fatalf("exit %d, want 1:\n%s", res.code, res.stderr)
 	}
 	fail := w.failure(t)
-	if fail.Reason != builder.FailureBuildFailed || fail.Retryable {
+	if fail.Reason != buildpod.ReasonBuildFailed || fail.Retryable {
 		t.Errorf("failure %+v, want BuildFailed, not retryable", fail)
 	}
 	for _, want := range []string{"about-to-fail", "RUN echo about-to-fail && false", "the Containerfile did not build"} {

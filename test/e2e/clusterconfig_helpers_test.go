@@ -39,7 +39,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
-	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/pipeline"
 	"github.com/mosb-dev/mosb/test/harness"
 )
@@ -141,8 +141,8 @@ func (e *env) captureRequests() *requestCapture {
 
 // request is the build request the pod of a MachineOSBuild got, read the way the worker reads
 // it: the ConfigMap laid out as the pod's request volume (its items) and read back with
-// builder.ReadPodRequest.
-func (rc *requestCapture) request(build string) builder.PodRequest {
+// buildpod.ReadRequest.
+func (rc *requestCapture) request(build string) buildpod.Request {
 	rc.t.Helper()
 	var pod *corev1.Pod
 	var cm *corev1.ConfigMap
@@ -185,7 +185,7 @@ func (rc *requestCapture) request(build string) builder.PodRequest {
 	}
 	dir := rc.t.TempDir()
 	harness.WriteAtomicVolume(rc.t, dir, payload)
-	req, err := builder.ReadPodRequest(dir)
+	req, err := buildpod.ReadRequest(dir)
 	if err != nil {
 		rc.t.Fatalf("the request of pod %s does not read back: %v", pod.Name, err)
 	}

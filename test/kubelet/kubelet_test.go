@@ -24,7 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
-	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/pipeline"
 	"github.com/mosb-dev/mosb/test/harness"
 )
@@ -511,7 +511,7 @@ func (c *cluster) followBuildPods(t *testing.T, mosc string) *podLogs {
 					l := &podLog{uid: string(p.UID), node: p.Spec.NodeName, nodeSelector: p.Spec.NodeSelector, done: make(chan struct{})}
 					pl.pods[p.Name] = l
 					for _, ctr := range p.Spec.Containers {
-						if ctr.Name == builder.PodContainerName {
+						if ctr.Name == buildpod.ContainerName {
 							l.ephemeralLimit = ctr.Resources.Limits.StorageEphemeral().Value()
 						}
 					}
@@ -521,7 +521,7 @@ func (c *cluster) followBuildPods(t *testing.T, mosc string) *podLogs {
 						defer close(l.done)
 						// Running: the init container has ended, and the kubelet keeps its log
 						// until the pod goes.
-						out, err := c.Kubectl("-n", namespace, "logs", pod, "-c", builder.PodStoreContainerName)
+						out, err := c.Kubectl("-n", namespace, "logs", pod, "-c", buildpod.StoreContainerName)
 						l.storeText = out
 						if err != nil {
 							l.storeText += "\n(kubectl logs: " + err.Error() + ")"
@@ -534,7 +534,7 @@ func (c *cluster) followBuildPods(t *testing.T, mosc string) *podLogs {
 						}()
 						// What a user runs: kubectl logs, through the API server to the kubelet.
 						cmd := exec.CommandContext(ctx, filepath.Join(c.Assets, "kubectl"), "--kubeconfig", c.Kubeconfig,
-							"-n", namespace, "logs", "-f", pod, "-c", builder.PodContainerName)
+							"-n", namespace, "logs", "-f", pod, "-c", buildpod.ContainerName)
 						out2, err := cmd.CombinedOutput()
 						close(stop)
 						<-sampled

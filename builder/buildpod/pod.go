@@ -1,4 +1,4 @@
-package builder
+package buildpod
 
 import (
 	"bytes"
@@ -32,27 +32,27 @@ import (
 
 // Where a build pod mounts its volumes; `mosb worker`'s flags default to these.
 const (
-	// PodContainerName is the build pod's only container.
-	PodContainerName = "build"
-	// PodRequestDir holds the request ConfigMap (read-only).
-	PodRequestDir = "/etc/mosb/request"
-	// PodPullSecretDir holds the pull secret (read-only): credentials for the base images.
-	PodPullSecretDir = "/var/run/secrets/mosb/pull"
-	// PodPushSecretDir holds the push secret (read-only): credentials for the push only.
-	PodPushSecretDir = "/var/run/secrets/mosb/push"
-	// PodWorkDir is the emptyDir every write of the build goes to: storage, HOME, TMPDIR.
-	PodWorkDir = "/var/lib/mosb"
-	// PodStorageRoot is the engine's root (image storage, layer cache, scratch) in the emptyDir.
-	PodStorageRoot = PodWorkDir + "/build"
-	// PodTerminationLog is where the worker writes its WorkerResult (the Kubernetes default path).
-	PodTerminationLog = corev1.TerminationMessagePathDefault
-	// PodStoreContainerName is the init container that fills the node image store.
-	PodStoreContainerName = "store"
-	// PodStoreDir is where the node image store is mounted: read-write in the init container,
+	// ContainerName is the build pod's only container.
+	ContainerName = "build"
+	// RequestDir holds the request ConfigMap (read-only).
+	RequestDir = "/etc/mosb/request"
+	// PullSecretDir holds the pull secret (read-only): credentials for the base images.
+	PullSecretDir = "/var/run/secrets/mosb/pull"
+	// PushSecretDir holds the push secret (read-only): credentials for the push only.
+	PushSecretDir = "/var/run/secrets/mosb/push"
+	// WorkDir is the emptyDir every write of the build goes to: storage, HOME, TMPDIR.
+	WorkDir = "/var/lib/mosb"
+	// StorageRoot is the engine's root (image storage, layer cache, scratch) in the emptyDir.
+	StorageRoot = WorkDir + "/build"
+	// TerminationLog is where the worker writes its Result (the Kubernetes default path).
+	TerminationLog = corev1.TerminationMessagePathDefault
+	// StoreContainerName is the init container that fills the node image store.
+	StoreContainerName = "store"
+	// StoreDir is where the node image store is mounted: read-write in the init container,
 	// read-only in the build container.
-	PodStoreDir = "/var/lib/mosb-store"
-	// PodStoreReport is how the init container tells the build container which images it holds.
-	PodStoreReport = PodWorkDir + "/node-store.json"
+	StoreDir = "/var/lib/mosb-store"
+	// StoreReportPath is how the init container tells the build container which images it holds.
+	StoreReportPath = WorkDir + "/node-store.json"
 )
 
 // The layout of the request volume. ConfigMap keys cannot contain '/' (nor ':', nor start with
@@ -82,8 +82,8 @@ const (
 	dockercfgKey        = corev1.DockerConfigKey     // .dockercfg (kubernetes.io/dockercfg)
 )
 
-// PodRequest is one architecture's build, as the controller hands it to a build pod.
-type PodRequest struct {
+// Request is one architecture's build, as the controller hands it to a build pod.
+type Request struct {
 	// Name is the name of the Pod and of its request ConfigMap (e.g. <machineosbuild>-<arch>).
 	Name      string
 	Namespace string
@@ -121,12 +121,12 @@ type PodRequest struct {
 	// NodeStore, when set, is the node's image store the build reads its base from (see
 	// ImageStore); Prefetch are the images an init container puts there first (the base and
 	// extensions images).
-	NodeStore *PodNodeStore
+	NodeStore *NodeStore
 	Prefetch  []string
 }
 
-// PodNodeStore is the node image store as a build pod uses it.
-type PodNodeStore struct {
+// NodeStore is the node image store as a build pod uses it.
+type NodeStore struct {
 	// HostPath is the store's directory on the node.
 	HostPath string
 	// Budget is the most bytes of layers the store keeps (0: no limit).
@@ -148,10 +148,10 @@ type requestDoc struct {
 	Prefetch []string `json:"prefetch,omitempty"`
 }
 
-// PodObjects returns the request ConfigMap and the build Pod for r. Pure: no I/O. It refuses a
+// Objects returns the request ConfigMap and the build Pod for r. Pure: no I/O. It refuses a
 // request the API server or kubelet would refuse (so no pod can hang in ContainerCreating on a
 // volume it cannot lay out) and one the worker could not build.
-func PodObjects(r PodRequest) (*corev1.ConfigMap, *corev1.Pod, error) {
+func Objects(r Request) (*corev1.ConfigMap, *corev1.Pod, error) {
 	if err := r.validate(); err != nil {
 		return nil, nil, err
 	}
@@ -205,19 +205,19 @@ func PodObjects(r PodRequest) (*corev1.ConfigMap, *corev1.Pod, error) {
 			SecretName: secret, DefaultMode: ptr(int32(0o400)),
 		}}}
 	}
-	mounts := []corev1.VolumeMount{{Name: "request", MountPath: PodRequestDir, ReadOnly: true}}
+	mounts := []corev1.VolumeMount{{Name: "request", MountPath: RequestDir, ReadOnly: true}}
 	volumes := []corev1.Volume{{Name: "request", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 		LocalObjectReference: corev1.LocalObjectReference{Name: r.Name}, Items: items, DefaultMode: ptr(int32(0o444)),
 	}}}}
 	pullDir := "" // none: the base images are pulled anonymously
 	if r.PullSecret != "" {
-		pullDir = PodPullSecretDir
-		mounts = append(mounts, corev1.VolumeMount{Name: "pull-secret", MountPath: PodPullSecretDir, ReadOnly: true})
+		pullDir = PullSecretDir
+		mounts = append(mounts, corev1.VolumeMount{Name: "pull-secret", MountPath: PullSecretDir, ReadOnly: true})
 		volumes = append(volumes, secretVolume("pull-secret", r.PullSecret))
 	}
 	mounts = append(mounts,
-		corev1.VolumeMount{Name: "push-secret", MountPath: PodPushSecretDir, ReadOnly: true},
-		corev1.VolumeMount{Name: "work", MountPath: PodWorkDir})
+		corev1.VolumeMount{Name: "push-secret", MountPath: PushSecretDir, ReadOnly: true},
+		corev1.VolumeMount{Name: "work", MountPath: WorkDir})
 	// The root filesystem is read-only, but buildah writes to a few fixed paths whatever it is
 	// told: the emptyDir backs them too.
 	for _, m := range fixedWritablePaths {
@@ -228,11 +228,11 @@ func PodObjects(r PodRequest) (*corev1.ConfigMap, *corev1.Pod, error) {
 		corev1.Volume{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 	args := []string{
 		"mosb", "worker",
-		"--request=" + PodRequestDir,
+		"--request=" + RequestDir,
 		"--pull-secret=" + pullDir,
-		"--push-secret=" + PodPushSecretDir,
-		"--root=" + PodStorageRoot,
-		"--termination-log=" + PodTerminationLog,
+		"--push-secret=" + PushSecretDir,
+		"--root=" + StorageRoot,
+		"--termination-log=" + TerminationLog,
 	}
 	var initContainers []corev1.Container
 	if r.NodeStore != nil {
@@ -240,8 +240,8 @@ func PodObjects(r PodRequest) (*corev1.ConfigMap, *corev1.Pod, error) {
 			Path: r.NodeStore.HostPath, Type: ptr(corev1.HostPathDirectoryOrCreate),
 		}}})
 		// The build container, which runs the user's RUN steps, sees the store read-only.
-		mounts = append(mounts, corev1.VolumeMount{Name: "node-store", MountPath: PodStoreDir, ReadOnly: true})
-		args = append(args, "--store="+PodStoreDir)
+		mounts = append(mounts, corev1.VolumeMount{Name: "node-store", MountPath: StoreDir, ReadOnly: true})
+		args = append(args, "--store="+StoreDir)
 		initContainers = append(initContainers, storeContainer(r, pullDir))
 	}
 
@@ -260,17 +260,17 @@ func PodObjects(r PodRequest) (*corev1.ConfigMap, *corev1.Pod, error) {
 			Volumes:            volumes,
 			InitContainers:     initContainers,
 			Containers: []corev1.Container{{
-				Name:    PodContainerName,
+				Name:    ContainerName,
 				Image:   r.BuilderImage,
 				Command: args,
 				Env: []corev1.EnvVar{
 					// Whatever the libraries write outside the engine's root lands in the emptyDir,
 					// never in the container's (read-only) root filesystem.
-					{Name: "HOME", Value: PodWorkDir + "/home"},
-					{Name: "TMPDIR", Value: PodWorkDir + "/tmp"},
+					{Name: "HOME", Value: WorkDir + "/home"},
+					{Name: "TMPDIR", Value: WorkDir + "/tmp"},
 				},
 				VolumeMounts:             mounts,
-				TerminationMessagePath:   PodTerminationLog,
+				TerminationMessagePath:   TerminationLog,
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 				SecurityContext:          buildSecurityContext(),
 				Resources:                *r.Resources.DeepCopy(),
@@ -291,7 +291,7 @@ type requestEntry struct {
 }
 
 // requestVolume is the request volume's content, and its size as the API server counts it.
-func (r PodRequest) requestVolume() ([]requestEntry, int, error) {
+func (r Request) requestVolume() ([]requestEntry, int, error) {
 	doc := requestDoc{
 		Version: requestVersion, Arch: r.Build.Arch, Target: r.Target, Untagged: r.Untagged, CacheRepo: r.CacheRepo,
 		ContextFiles: slices.Sorted(maps.Keys(r.Build.ContextFiles)), CAHosts: slices.Sorted(maps.Keys(r.Registry.CAs)),
@@ -324,7 +324,7 @@ func (r PodRequest) requestVolume() ([]requestEntry, int, error) {
 // it, so that `mosb worker --request dir` runs the controller's build of one architecture on any
 // machine. Only the build fields count (Build, Target, Untagged, Registry, CacheRepo, Prefetch);
 // PullAuth is never written: the worker reads credentials from its secret directories.
-func WriteRequest(dir string, r PodRequest) error {
+func WriteRequest(dir string, r Request) error {
 	if err := r.validateBuild(); err != nil {
 		return fmt.Errorf("the %s build request: %w", r.Build.Arch, err)
 	}
@@ -351,28 +351,28 @@ func WriteRequest(dir string, r PodRequest) error {
 // mosb's own code only (no Containerfile step runs there), with the store read-write, the request
 // and the pull secret; never the push secret. It fails only on a malformed request: a store it
 // cannot fill leaves the build to pull the base itself.
-func storeContainer(r PodRequest, pullDir string) corev1.Container {
-	mounts := []corev1.VolumeMount{{Name: "request", MountPath: PodRequestDir, ReadOnly: true}}
+func storeContainer(r Request, pullDir string) corev1.Container {
+	mounts := []corev1.VolumeMount{{Name: "request", MountPath: RequestDir, ReadOnly: true}}
 	if pullDir != "" {
-		mounts = append(mounts, corev1.VolumeMount{Name: "pull-secret", MountPath: PodPullSecretDir, ReadOnly: true})
+		mounts = append(mounts, corev1.VolumeMount{Name: "pull-secret", MountPath: PullSecretDir, ReadOnly: true})
 	}
 	mounts = append(mounts,
-		corev1.VolumeMount{Name: "work", MountPath: PodWorkDir},
-		corev1.VolumeMount{Name: "node-store", MountPath: PodStoreDir})
+		corev1.VolumeMount{Name: "work", MountPath: WorkDir},
+		corev1.VolumeMount{Name: "node-store", MountPath: StoreDir})
 	return corev1.Container{
-		Name:  PodStoreContainerName,
+		Name:  StoreContainerName,
 		Image: r.BuilderImage,
 		Command: []string{
 			"mosb", "worker", "--prepare-store",
-			"--request=" + PodRequestDir,
+			"--request=" + RequestDir,
 			"--pull-secret=" + pullDir,
-			"--root=" + PodStorageRoot,
-			"--store=" + PodStoreDir,
+			"--root=" + StorageRoot,
+			"--store=" + StoreDir,
 			"--store-budget=" + strconv.FormatInt(r.NodeStore.Budget, 10),
 		},
 		Env: []corev1.EnvVar{
-			{Name: "HOME", Value: PodWorkDir + "/home"},
-			{Name: "TMPDIR", Value: PodWorkDir + "/tmp"},
+			{Name: "HOME", Value: WorkDir + "/home"},
+			{Name: "TMPDIR", Value: WorkDir + "/tmp"},
 		},
 		VolumeMounts:             mounts,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
@@ -471,14 +471,14 @@ func buildSecurityContext() *corev1.SecurityContext {
 }
 
 // nodeSelector is a copy of the request's, or the build architecture's nodes when it has none.
-func (r PodRequest) nodeSelector() map[string]string {
+func (r Request) nodeSelector() map[string]string {
 	if r.NodeSelector == nil {
 		return map[string]string{corev1.LabelArchStable: r.Build.Arch}
 	}
 	return maps.Clone(r.NodeSelector)
 }
 
-func (r PodRequest) validate() error {
+func (r Request) validate() error {
 	what := fmt.Sprintf("build pod %s/%s", r.Namespace, r.Name)
 	if errs := validation.IsDNS1123Subdomain(r.Name); len(errs) > 0 {
 		return fmt.Errorf("%s: name %q: %s", what, r.Name, strings.Join(errs, "; "))
@@ -534,7 +534,7 @@ func (r PodRequest) validate() error {
 }
 
 // validateBuild checks what the request volume carries: what the worker reads back and builds.
-func (r PodRequest) validateBuild() error {
+func (r Request) validateBuild() error {
 	if err := r.Build.Validate(); err != nil {
 		return err
 	}
@@ -580,21 +580,21 @@ func checkContextPaths(files map[string][]byte) error {
 
 func caPath(host string) string { return certsDir + "/" + host + "/" + caFile }
 
-// ReadPodRequest reads a request volume (laid out by PodObjects' ConfigMap and items) back into
+// ReadRequest reads a request volume (laid out by Objects' ConfigMap and items) back into
 // the request's build fields: Build, Target, Untagged, Registry (without PullAuth), CacheRepo and
 // Prefetch.
 // The pod fields (Name, Labels, secrets…) are not in the volume and stay empty.
-func ReadPodRequest(dir string) (PodRequest, error) {
+func ReadRequest(dir string) (Request, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, requestFile))
 	if err != nil {
-		return PodRequest{}, fmt.Errorf("reading the build request: %w", err)
+		return Request{}, fmt.Errorf("reading the build request: %w", err)
 	}
 	var doc requestDoc
 	if err := json.Unmarshal(raw, &doc); err != nil {
-		return PodRequest{}, fmt.Errorf("the build request %s is not JSON: %w", filepath.Join(dir, requestFile), err)
+		return Request{}, fmt.Errorf("the build request %s is not JSON: %w", filepath.Join(dir, requestFile), err)
 	}
 	if doc.Version != requestVersion {
-		return PodRequest{}, fmt.Errorf("the build request in %s has layout version %d; this worker reads version %d (the controller and the builder image are different mosb versions)",
+		return Request{}, fmt.Errorf("the build request in %s has layout version %d; this worker reads version %d (the controller and the builder image are different mosb versions)",
 			dir, doc.Version, requestVersion)
 	}
 	read := func(rel string) ([]byte, error) {
@@ -607,7 +607,7 @@ func ReadPodRequest(dir string) (PodRequest, error) {
 		}
 		return b, nil
 	}
-	r := PodRequest{
+	r := Request{
 		Build:     ArchBuild{Arch: doc.Arch},
 		Target:    doc.Target,
 		Untagged:  doc.Untagged,
@@ -615,41 +615,41 @@ func ReadPodRequest(dir string) (PodRequest, error) {
 		Prefetch:  doc.Prefetch,
 	}
 	if r.Build.Containerfile, err = read(containerfileFile); err != nil {
-		return PodRequest{}, err
+		return Request{}, err
 	}
 	if r.Registry.RegistriesConf, err = read(registriesConf); err != nil {
-		return PodRequest{}, err
+		return Request{}, err
 	}
 	if r.Registry.PolicyJSON, err = read(policyFile); err != nil {
-		return PodRequest{}, err
+		return Request{}, err
 	}
 	for _, host := range doc.CAHosts {
 		if strings.ContainsAny(host, "/\\") || host == "" || host == "." || host == ".." {
-			return PodRequest{}, fmt.Errorf("the build request has a CA for %q, which is not a registry host[:port]", host)
+			return Request{}, fmt.Errorf("the build request has a CA for %q, which is not a registry host[:port]", host)
 		}
 		if r.Registry.CAs == nil {
 			r.Registry.CAs = map[string][]byte{}
 		}
 		if r.Registry.CAs[host], err = read(caPath(host)); err != nil {
-			return PodRequest{}, err
+			return Request{}, err
 		}
 	}
 	for _, p := range doc.ContextFiles {
 		if !localPath(p) {
-			return PodRequest{}, fmt.Errorf("build context file %q must be a relative path inside the context", p)
+			return Request{}, fmt.Errorf("build context file %q must be a relative path inside the context", p)
 		}
 		if r.Build.ContextFiles == nil {
 			r.Build.ContextFiles = map[string][]byte{}
 		}
 		if r.Build.ContextFiles[p], err = read(contextDir + "/" + p); err != nil {
-			return PodRequest{}, err
+			return Request{}, err
 		}
 	}
 	if err := r.Build.Validate(); err != nil {
-		return PodRequest{}, err
+		return Request{}, err
 	}
 	if err := registry.ValidateTagPushspec(r.Target); err != nil {
-		return PodRequest{}, fmt.Errorf("the build request's target %q: %w", r.Target, err)
+		return Request{}, fmt.Errorf("the build request's target %q: %w", r.Target, err)
 	}
 	return r, nil
 }
@@ -700,8 +700,8 @@ func (rc RegistryConfig) PushConfig() (*registry.Config, error) {
 	return cfg, nil
 }
 
-// WorkerResult is what `mosb worker` writes to its termination message (JSON, < 4 KiB).
-type WorkerResult struct {
+// Result is what `mosb worker` writes to its termination message (JSON, < 4 KiB).
+type Result struct {
 	Arch string `json:"arch"`
 	// Pullspec is host/repo@sha256:… of the pushed image.
 	Pullspec string `json:"pullspec"`
@@ -715,7 +715,7 @@ type WorkerResult struct {
 }
 
 // Marshal encodes the result as a termination message.
-func (w WorkerResult) Marshal() ([]byte, error) {
+func (w Result) Marshal() ([]byte, error) {
 	if err := w.check(); err != nil {
 		return nil, err
 	}
@@ -731,7 +731,7 @@ func (w WorkerResult) Marshal() ([]byte, error) {
 
 var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
-func (w WorkerResult) check() error {
+func (w Result) check() error {
 	switch {
 	case w.Arch == "":
 		return errors.New("the worker result has no arch")
@@ -748,26 +748,26 @@ func (w WorkerResult) check() error {
 	return nil
 }
 
-// ParseWorkerResult reads a termination message; an error says why it is not a result (e.g. it
+// ParseResult reads a termination message; an error says why it is not a result (e.g. it
 // is a log tail that kubelet took under FallbackToLogsOnError because the worker failed).
-func ParseWorkerResult(msg string) (WorkerResult, error) {
+func ParseResult(msg string) (Result, error) {
 	s := strings.TrimSpace(msg)
 	if s == "" {
-		return WorkerResult{}, errors.New("the termination message is empty")
+		return Result{}, errors.New("the termination message is empty")
 	}
 	if !strings.HasPrefix(s, "{") {
-		return WorkerResult{}, errors.New("the termination message is not a worker result (not JSON; the worker's log tail, so the build failed)")
+		return Result{}, errors.New("the termination message is not a worker result (not JSON; the worker's log tail, so the build failed)")
 	}
-	var w WorkerResult
+	var w Result
 	dec := json.NewDecoder(strings.NewReader(s))
 	if err := dec.Decode(&w); err != nil {
-		return WorkerResult{}, fmt.Errorf("the termination message is not a worker result: %w", err)
+		return Result{}, fmt.Errorf("the termination message is not a worker result: %w", err)
 	}
 	if dec.More() {
-		return WorkerResult{}, errors.New("the termination message is not a worker result: text follows the JSON")
+		return Result{}, errors.New("the termination message is not a worker result: text follows the JSON")
 	}
 	if err := w.check(); err != nil {
-		return WorkerResult{}, err
+		return Result{}, err
 	}
 	return w, nil
 }

@@ -1,4 +1,4 @@
-package builder_test
+package buildpod_test
 
 import (
 	"bytes"
@@ -23,7 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/registry"
 	"github.com/mosb-dev/mosb/test/harness"
 )
@@ -43,7 +43,7 @@ func testCA(t *testing.T) []byte {
 }
 
 // podRequest is a request with everything a controller would set.
-func podRequest(t *testing.T) builder.PodRequest {
+func podRequest(t *testing.T) buildpod.Request {
 	t.Helper()
 	img := &configv1.Image{ObjectMeta: metav1.ObjectMeta{Name: "cluster"}}
 	img.Spec.RegistrySources.InsecureRegistries = []string{"insecure.example.com:5000", "*.lab.example"}
@@ -60,7 +60,7 @@ func podRequest(t *testing.T) builder.PodRequest {
 		t.Fatal(err)
 	}
 	deadline := int64(3600)
-	return builder.PodRequest{
+	return buildpod.Request{
 		Name:      "worker-os-0123456789-amd64",
 		Namespace: "mosb-system",
 		Labels:    map[string]string{"mosb.dev/machineosbuild": "worker-os-0123456789", "mosb.dev/arch": "amd64"},
@@ -68,7 +68,7 @@ func podRequest(t *testing.T) builder.PodRequest {
 			APIVersion: "machineconfiguration.openshift.io/v1alpha1", Kind: "MachineOSBuild",
 			Name: "worker-os-0123456789", UID: "6f1c2a9e-0000-4000-8000-000000000001",
 		},
-		Build: builder.ArchBuild{
+		Build: buildpod.ArchBuild{
 			Arch:          "amd64",
 			Containerfile: []byte("FROM registry.example.com/os/base@sha256:" + strings.Repeat("a", 64) + "\nCOPY machineconfig/currentconfig /etc/machine-config-daemon/currentconfig\n"),
 			ContextFiles: map[string][]byte{
@@ -79,7 +79,7 @@ func podRequest(t *testing.T) builder.PodRequest {
 			},
 		},
 		Target: "registry.example.com:5000/os/worker:latest",
-		Registry: builder.RegistryConfig{
+		Registry: buildpod.RegistryConfig{
 			RegistriesConf: conf,
 			PolicyJSON:     policy,
 			CAs:            map[string][]byte{"registry.example.com:5000": testCA(t), "quay.example.com": testCA(t)},
@@ -93,9 +93,9 @@ func podRequest(t *testing.T) builder.PodRequest {
 	}
 }
 
-func podObjects(t *testing.T, r builder.PodRequest) (*corev1.ConfigMap, *corev1.Pod) {
+func podObjects(t *testing.T, r buildpod.Request) (*corev1.ConfigMap, *corev1.Pod) {
 	t.Helper()
-	cm, pod, err := builder.PodObjects(r)
+	cm, pod, err := buildpod.Objects(r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +141,8 @@ func TestPodObjectsPodSpec(t *testing.T) {
 		env[e.Name] = e.Value
 	}
 	for _, k := range []string{"HOME", "TMPDIR"} {
-		if !strings.HasPrefix(env[k], builder.PodWorkDir+"/") {
-			t.Errorf("%s=%q is not inside the emptyDir %s", k, env[k], builder.PodWorkDir)
+		if !strings.HasPrefix(env[k], buildpod.WorkDir+"/") {
+			t.Errorf("%s=%q is not inside the emptyDir %s", k, env[k], buildpod.WorkDir)
 		}
 	}
 
@@ -185,14 +185,14 @@ func TestPodObjectsPodSpec(t *testing.T) {
 		readOnly bool
 		check    func(corev1.VolumeSource) bool
 	}{
-		builder.PodRequestDir: {true, func(s corev1.VolumeSource) bool { return s.ConfigMap != nil && s.ConfigMap.Name == cm.Name }},
-		builder.PodPullSecretDir: {true, func(s corev1.VolumeSource) bool {
+		buildpod.RequestDir: {true, func(s corev1.VolumeSource) bool { return s.ConfigMap != nil && s.ConfigMap.Name == cm.Name }},
+		buildpod.PullSecretDir: {true, func(s corev1.VolumeSource) bool {
 			return s.Secret != nil && s.Secret.SecretName == "pull" && len(s.Secret.Items) == 0
 		}},
-		builder.PodPushSecretDir: {true, func(s corev1.VolumeSource) bool {
+		buildpod.PushSecretDir: {true, func(s corev1.VolumeSource) bool {
 			return s.Secret != nil && s.Secret.SecretName == "push" && len(s.Secret.Items) == 0
 		}},
-		builder.PodWorkDir: {false, func(s corev1.VolumeSource) bool { return s.EmptyDir != nil }},
+		buildpod.WorkDir: {false, func(s corev1.VolumeSource) bool { return s.EmptyDir != nil }},
 	} {
 		m, ok := mounts[dir]
 		if !ok {
@@ -284,7 +284,7 @@ func TestPodObjectsWithoutPullSecretMountsNone(t *testing.T) {
 	_, pod := podObjects(t, r)
 	c := pod.Spec.Containers[0]
 	for _, m := range c.VolumeMounts {
-		if m.MountPath == builder.PodPullSecretDir {
+		if m.MountPath == buildpod.PullSecretDir {
 			t.Error("a pull secret is mounted though none was named")
 		}
 	}
@@ -420,7 +420,7 @@ func TestPodObjectsResourcesOnTheBuildContainer(t *testing.T) {
 	want := *r.Resources.DeepCopy()
 	_, pod = podObjects(t, r)
 	c := pod.Spec.Containers[0]
-	if c.Name != builder.PodContainerName || !reflect.DeepEqual(c.Resources, want) {
+	if c.Name != buildpod.ContainerName || !reflect.DeepEqual(c.Resources, want) {
 		t.Fatalf("container %s resources = %+v, want %+v", c.Name, c.Resources, want)
 	}
 	r.Resources.Limits[corev1.ResourceMemory] = resource.MustParse("1Mi")
@@ -438,7 +438,7 @@ func TestPodObjectsNodeStore(t *testing.T) {
 		t.Fatalf("without a node store: init containers %v", pod.Spec.InitContainers)
 	}
 	base := "registry.example.com/os/base@sha256:" + strings.Repeat("a", 64)
-	r.NodeStore = &builder.PodNodeStore{HostPath: "/var/lib/mosb/store", Budget: 40 << 30}
+	r.NodeStore = &buildpod.NodeStore{HostPath: "/var/lib/mosb/store", Budget: 40 << 30}
 	r.Prefetch = []string{base}
 	cm, pod := podObjects(t, r)
 	if !strings.Contains(cm.Data["request.json"], base) {
@@ -465,8 +465,8 @@ func TestPodObjectsNodeStore(t *testing.T) {
 		t.Fatalf("init containers: %d, want the store's", len(pod.Spec.InitContainers))
 	}
 	init, build := pod.Spec.InitContainers[0], pod.Spec.Containers[0]
-	if m := mount(init, "node-store"); init.Name != builder.PodStoreContainerName || m == nil || m.ReadOnly || m.MountPath != builder.PodStoreDir {
-		t.Errorf("init container %s mounts the store as %+v, want read-write at %s", init.Name, m, builder.PodStoreDir)
+	if m := mount(init, "node-store"); init.Name != buildpod.StoreContainerName || m == nil || m.ReadOnly || m.MountPath != buildpod.StoreDir {
+		t.Errorf("init container %s mounts the store as %+v, want read-write at %s", init.Name, m, buildpod.StoreDir)
 	}
 	if m := mount(init, "push-secret"); m != nil {
 		t.Error("the init container mounts the push secret")
@@ -477,7 +477,7 @@ func TestPodObjectsNodeStore(t *testing.T) {
 	if !slices.Contains(init.Command, "--prepare-store") || !slices.Contains(init.Command, "--store-budget=42949672960") {
 		t.Errorf("init command %v", init.Command)
 	}
-	if !slices.Contains(build.Command, "--store="+builder.PodStoreDir) {
+	if !slices.Contains(build.Command, "--store="+buildpod.StoreDir) {
 		t.Errorf("build command %v lacks --store", build.Command)
 	}
 	if init.Image != build.Image || !reflect.DeepEqual(init.SecurityContext, build.SecurityContext) {
@@ -514,47 +514,47 @@ func TestPodObjectsDeterministic(t *testing.T) {
 }
 
 func TestPodObjectsRefusesWhatCannotRun(t *testing.T) {
-	for name, mutate := range map[string]func(*builder.PodRequest){
-		"no name":          func(r *builder.PodRequest) { r.Name = "" },
-		"name not DNS":     func(r *builder.PodRequest) { r.Name = "Worker_OS" },
-		"no namespace":     func(r *builder.PodRequest) { r.Namespace = "" },
-		"no owner uid":     func(r *builder.PodRequest) { r.Owner.UID = "" },
-		"no image":         func(r *builder.PodRequest) { r.BuilderImage = "" },
-		"no push secret":   func(r *builder.PodRequest) { r.PushSecret = "" },
-		"no arch":          func(r *builder.PodRequest) { r.Build.Arch = "" },
-		"arch not a label": func(r *builder.PodRequest) { r.Build.Arch = "amd64/v2" },
-		"empty file":       func(r *builder.PodRequest) { r.Build.Containerfile = nil },
-		"target by digest": func(r *builder.PodRequest) { r.Target = "registry.example.com/os/x@sha256:" + strings.Repeat("c", 64) },
-		"escaping path":    func(r *builder.PodRequest) { r.Build.ContextFiles = map[string][]byte{"../etc/passwd": nil} },
-		"unclean path":     func(r *builder.PodRequest) { r.Build.ContextFiles = map[string][]byte{"a//b": nil} },
-		"file is a dir":    func(r *builder.PodRequest) { r.Build.ContextFiles = map[string][]byte{"a": nil, "a/b/c": nil} },
-		"CA not PEM": func(r *builder.PodRequest) {
+	for name, mutate := range map[string]func(*buildpod.Request){
+		"no name":          func(r *buildpod.Request) { r.Name = "" },
+		"name not DNS":     func(r *buildpod.Request) { r.Name = "Worker_OS" },
+		"no namespace":     func(r *buildpod.Request) { r.Namespace = "" },
+		"no owner uid":     func(r *buildpod.Request) { r.Owner.UID = "" },
+		"no image":         func(r *buildpod.Request) { r.BuilderImage = "" },
+		"no push secret":   func(r *buildpod.Request) { r.PushSecret = "" },
+		"no arch":          func(r *buildpod.Request) { r.Build.Arch = "" },
+		"arch not a label": func(r *buildpod.Request) { r.Build.Arch = "amd64/v2" },
+		"empty file":       func(r *buildpod.Request) { r.Build.Containerfile = nil },
+		"target by digest": func(r *buildpod.Request) { r.Target = "registry.example.com/os/x@sha256:" + strings.Repeat("c", 64) },
+		"escaping path":    func(r *buildpod.Request) { r.Build.ContextFiles = map[string][]byte{"../etc/passwd": nil} },
+		"unclean path":     func(r *buildpod.Request) { r.Build.ContextFiles = map[string][]byte{"a//b": nil} },
+		"file is a dir":    func(r *buildpod.Request) { r.Build.ContextFiles = map[string][]byte{"a": nil, "a/b/c": nil} },
+		"CA not PEM": func(r *buildpod.Request) {
 			r.Registry.CAs = map[string][]byte{"registry.example.com": []byte("nope")}
 		},
-		"CA host a path":    func(r *builder.PodRequest) { r.Registry.CAs = map[string][]byte{"../x": testCA(t)} },
-		"registries.conf":   func(r *builder.PodRequest) { r.Registry.RegistriesConf = []byte("[[registry]\n") },
-		"zero deadline":     func(r *builder.PodRequest) { r.ActiveDeadlineSeconds = new(int64) },
-		"cache not a repo":  func(r *builder.PodRequest) { r.CacheRepo = "not a repo" },
-		"over a ConfigMap":  func(r *builder.PodRequest) { r.Build.ContextFiles = map[string][]byte{"big": make([]byte, 1<<20)} },
-		"bad secret name":   func(r *builder.PodRequest) { r.PullSecret = "Pull Secret" },
-		"owner without API": func(r *builder.PodRequest) { r.Owner.APIVersion = "" },
-		"empty selector":    func(r *builder.PodRequest) { r.NodeSelector = map[string]string{} },
-		"selector key":      func(r *builder.PodRequest) { r.NodeSelector = map[string]string{"not a key": "true"} },
-		"store relative":    func(r *builder.PodRequest) { r.NodeStore = &builder.PodNodeStore{HostPath: "var/lib/mosb"} },
-		"store is /":        func(r *builder.PodRequest) { r.NodeStore = &builder.PodNodeStore{HostPath: "/"} },
-		"store unclean":     func(r *builder.PodRequest) { r.NodeStore = &builder.PodNodeStore{HostPath: "/var/lib/../mosb"} },
-		"negative budget": func(r *builder.PodRequest) {
-			r.NodeStore = &builder.PodNodeStore{HostPath: "/var/lib/mosb", Budget: -1}
+		"CA host a path":    func(r *buildpod.Request) { r.Registry.CAs = map[string][]byte{"../x": testCA(t)} },
+		"registries.conf":   func(r *buildpod.Request) { r.Registry.RegistriesConf = []byte("[[registry]\n") },
+		"zero deadline":     func(r *buildpod.Request) { r.ActiveDeadlineSeconds = new(int64) },
+		"cache not a repo":  func(r *buildpod.Request) { r.CacheRepo = "not a repo" },
+		"over a ConfigMap":  func(r *buildpod.Request) { r.Build.ContextFiles = map[string][]byte{"big": make([]byte, 1<<20)} },
+		"bad secret name":   func(r *buildpod.Request) { r.PullSecret = "Pull Secret" },
+		"owner without API": func(r *buildpod.Request) { r.Owner.APIVersion = "" },
+		"empty selector":    func(r *buildpod.Request) { r.NodeSelector = map[string]string{} },
+		"selector key":      func(r *buildpod.Request) { r.NodeSelector = map[string]string{"not a key": "true"} },
+		"store relative":    func(r *buildpod.Request) { r.NodeStore = &buildpod.NodeStore{HostPath: "var/lib/mosb"} },
+		"store is /":        func(r *buildpod.Request) { r.NodeStore = &buildpod.NodeStore{HostPath: "/"} },
+		"store unclean":     func(r *buildpod.Request) { r.NodeStore = &buildpod.NodeStore{HostPath: "/var/lib/../mosb"} },
+		"negative budget": func(r *buildpod.Request) {
+			r.NodeStore = &buildpod.NodeStore{HostPath: "/var/lib/mosb", Budget: -1}
 		},
-		"prefetch by tag": func(r *builder.PodRequest) { r.Prefetch = []string{"registry.example.com/os/base:latest"} },
-		"selector value": func(r *builder.PodRequest) {
+		"prefetch by tag": func(r *buildpod.Request) { r.Prefetch = []string{"registry.example.com/os/base:latest"} },
+		"selector value": func(r *buildpod.Request) {
 			r.NodeSelector = map[string]string{"emulation.mosb.dev/arm64": "yes please"}
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := podRequest(t)
 			mutate(&r)
-			if _, _, err := builder.PodObjects(r); err == nil {
+			if _, _, err := buildpod.Objects(r); err == nil {
 				t.Error("accepted")
 			} else {
 				t.Log(err)
@@ -568,11 +568,11 @@ func TestPodRequestRoundTrip(t *testing.T) {
 	cm, pod := podObjects(t, r)
 	dir := t.TempDir()
 	materializeConfigMap(t, filepath.Join(dir, "request"), cm, pod)
-	got, err := builder.ReadPodRequest(filepath.Join(dir, "request"))
+	got, err := buildpod.ReadRequest(filepath.Join(dir, "request"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := builder.PodRequest{Build: r.Build, Target: r.Target, Untagged: r.Untagged, Registry: r.Registry, CacheRepo: r.CacheRepo}
+	want := buildpod.Request{Build: r.Build, Target: r.Target, Untagged: r.Untagged, Registry: r.Registry, CacheRepo: r.CacheRepo}
 	want.Registry.PullAuth = nil
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("read back\n%+v\nwant\n%+v", got, want)
@@ -596,14 +596,14 @@ func TestPodRequestRoundTrip(t *testing.T) {
 	}
 
 	// Untagged and no cache survive too.
-	r.Untagged, r.CacheRepo, r.Build.ContextFiles, r.Registry = true, "", nil, builder.RegistryConfig{}
+	r.Untagged, r.CacheRepo, r.Build.ContextFiles, r.Registry = true, "", nil, buildpod.RegistryConfig{}
 	cm, pod = podObjects(t, r)
 	dir2 := filepath.Join(t.TempDir(), "request")
 	materializeConfigMap(t, dir2, cm, pod)
-	if got, err = builder.ReadPodRequest(dir2); err != nil {
+	if got, err = buildpod.ReadRequest(dir2); err != nil {
 		t.Fatal(err)
 	}
-	want = builder.PodRequest{Build: r.Build, Target: r.Target, Untagged: true, Registry: builder.RegistryConfig{RegistriesConf: []byte{}, PolicyJSON: []byte{}}}
+	want = buildpod.Request{Build: r.Build, Target: r.Target, Untagged: true, Registry: buildpod.RegistryConfig{RegistriesConf: []byte{}, PolicyJSON: []byte{}}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("read back\n%+v\nwant\n%+v", got, want)
 	}
@@ -617,15 +617,15 @@ func TestWriteRequestIsWhatThePodMounts(t *testing.T) {
 	cm, pod := podObjects(t, r)
 	mounted := filepath.Join(t.TempDir(), "mounted")
 	materializeConfigMap(t, mounted, cm, pod)
-	fromPod, err := builder.ReadPodRequest(mounted)
+	fromPod, err := buildpod.ReadRequest(mounted)
 	if err != nil {
 		t.Fatal(err)
 	}
 	written := filepath.Join(t.TempDir(), "written")
-	if err := builder.WriteRequest(written, r); err != nil {
+	if err := buildpod.WriteRequest(written, r); err != nil {
 		t.Fatal(err)
 	}
-	fromDir, err := builder.ReadPodRequest(written)
+	fromDir, err := buildpod.ReadRequest(written)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -637,13 +637,13 @@ func TestWriteRequestIsWhatThePodMounts(t *testing.T) {
 	}
 
 	// Nothing is written over an existing directory, nor for a request the worker would refuse.
-	if err := builder.WriteRequest(written, r); err == nil {
+	if err := buildpod.WriteRequest(written, r); err == nil {
 		t.Error("wrote over an existing request")
 	}
 	bad := r
 	bad.Target = "no-tag"
 	badDir := filepath.Join(t.TempDir(), "bad")
-	if err := builder.WriteRequest(badDir, bad); err == nil || !strings.Contains(err.Error(), "no-tag") {
+	if err := buildpod.WriteRequest(badDir, bad); err == nil || !strings.Contains(err.Error(), "no-tag") {
 		t.Errorf("a target without a tag: %v", err)
 	}
 	if _, err := os.Stat(badDir); !os.IsNotExist(err) {
@@ -675,7 +675,7 @@ func TestReadPodRequestRefusesMalformed(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "request")
 			materializeConfigMap(t, dir, cm, pod)
 			mutate(t, dir)
-			if _, err := builder.ReadPodRequest(dir); err == nil {
+			if _, err := buildpod.ReadRequest(dir); err == nil {
 				t.Error("accepted")
 			} else {
 				t.Log(err)
@@ -686,7 +686,7 @@ func TestReadPodRequestRefusesMalformed(t *testing.T) {
 
 func TestWorkerResult(t *testing.T) {
 	digest := "sha256:" + strings.Repeat("d", 64)
-	w := builder.WorkerResult{Arch: "arm64", Pullspec: "registry.example.com:5000/os/worker@" + digest, Digest: digest,
+	w := buildpod.Result{Arch: "arm64", Pullspec: "registry.example.com:5000/os/worker@" + digest, Digest: digest,
 		Platform: v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}}
 	raw, err := w.Marshal()
 	if err != nil {
@@ -695,7 +695,7 @@ func TestWorkerResult(t *testing.T) {
 	if len(raw) >= 4096 {
 		t.Errorf("result is %d bytes", len(raw))
 	}
-	got, err := builder.ParseWorkerResult(string(raw) + "\n")
+	got, err := buildpod.ParseResult(string(raw) + "\n")
 	if err != nil || !reflect.DeepEqual(got, w) {
 		t.Fatalf("round trip: %+v, %v", got, err)
 	}
@@ -714,7 +714,7 @@ func TestWorkerResult(t *testing.T) {
 		"JSON of other kind": `{"kind":"Status"}`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			if w, err := builder.ParseWorkerResult(msg); err == nil {
+			if w, err := buildpod.ParseResult(msg); err == nil {
 				t.Errorf("parsed %+v", w)
 			}
 		})
@@ -732,7 +732,7 @@ func TestPodObjectsAreAcceptedByTheAPIServer(t *testing.T) {
 	defer cancel()
 	r := podRequest(t)
 	r.HostNetwork = true
-	r.NodeStore = &builder.PodNodeStore{HostPath: "/var/lib/mosb/store", Budget: 1 << 30}
+	r.NodeStore = &buildpod.NodeStore{HostPath: "/var/lib/mosb/store", Budget: 1 << 30}
 	r.Prefetch = []string{"registry.example.com/os/base@sha256:" + strings.Repeat("a", 64)}
 	if err := cp.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: r.Namespace}}); err != nil {
 		t.Fatal(err)
