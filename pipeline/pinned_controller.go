@@ -6,13 +6,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -73,6 +76,36 @@ type PinnedImagesReconciler struct {
 	// PinAll pins the images of every MachineOSConfig (--pin-images) except those annotated
 	// mosb.dev/pin-images: "false".
 	PinAll bool
+
+	// warned holds, per pool, the warnings of its last reconcile: a warning is an Event when it
+	// first appears, not at every reconcile while it holds.
+	warnedMu sync.Mutex
+	warned   map[string]map[string]bool
+}
+
+// firstTime records the warnings a pool has now and says which of them it did not have at its
+// previous reconcile.
+func (r *PinnedImagesReconciler) firstTime(pool string, now []string) map[string]bool {
+	r.warnedMu.Lock()
+	defer r.warnedMu.Unlock()
+	if r.warned == nil {
+		r.warned = map[string]map[string]bool{}
+	}
+	prev := r.warned[pool]
+	current := make(map[string]bool, len(now))
+	news := map[string]bool{}
+	for _, w := range now {
+		current[w] = true
+		if !prev[w] {
+			news[w] = true
+		}
+	}
+	if len(current) == 0 {
+		delete(r.warned, pool)
+	} else {
+		r.warned[pool] = current
+	}
+	return news
 }
 
 // PinnedImageSetName is the name of the PinnedImageSet mosb keeps for a pool: "mosb-<pool>".
@@ -254,17 +287,30 @@ func (r *PinnedImagesReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, err
 	}
 	plan := PlanPins(builds)
-	for _, p := range plan.Refused {
-		msg := fmt.Sprintf("%s %s of MachineOSBuild %s cannot be pinned and is left out of PinnedImageSet %s: %v",
+	refused := make([]string, len(plan.Refused))
+	for i, p := range plan.Refused {
+		refused[i] = fmt.Sprintf("%s %s of MachineOSBuild %s cannot be pinned and is left out of PinnedImageSet %s: %v",
 			p.Role, p.Image, p.MachineOSBuild, setName, p.Err)
-		log.Info("image refused for pinning", "image", p.Image, "machineosbuild", p.MachineOSBuild, "error", p.Err.Error())
-		r.event(ctx, p.MachineOSConfig, pool, corev1.EventTypeWarning, ReasonPinnedImageRefused, msg)
 	}
+	truncated := ""
 	if len(plan.Dropped) > 0 {
-		msg := fmt.Sprintf("PinnedImageSet %s holds at most %d images; the %d images of the oldest builds are left out (first: %s)",
+		truncated = fmt.Sprintf("PinnedImageSet %s holds at most %d images; the %d images of the oldest builds are left out (first: %s)",
 			setName, registry.MaxPinnedImages, len(plan.Dropped), plan.Dropped[0])
+	}
+	warnings := slices.Clone(refused)
+	if truncated != "" {
+		warnings = append(warnings, truncated)
+	}
+	news := r.firstTime(poolName, warnings)
+	for i, p := range plan.Refused {
+		if news[refused[i]] {
+			log.Info("image refused for pinning", "image", p.Image, "machineosbuild", p.MachineOSBuild, "error", p.Err.Error())
+			r.event(ctx, p.MachineOSConfig, pool, corev1.EventTypeWarning, ReasonPinnedImageRefused, refused[i])
+		}
+	}
+	if truncated != "" && news[truncated] {
 		log.Info("too many images to pin", "dropped", len(plan.Dropped))
-		r.Recorder.Event(pool, corev1.EventTypeWarning, ReasonPinnedImagesTruncated, msg)
+		r.Recorder.Event(pool, corev1.EventTypeWarning, ReasonPinnedImagesTruncated, truncated)
 	}
 
 	if plan.Empty {
@@ -430,6 +476,12 @@ func (r *PinnedImagesReconciler) SetupWithManager(ctx context.Context, mgr ctrl.
 	for _, kind := range []string{"MachineConfigPool", "PinnedImageSet"} {
 		gvk := mcfgv1.GroupVersion.WithKind(kind)
 		if _, err := mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+			if !meta.IsNoMatchError(err) {
+				// Discovery failed for another reason: taking it for "not installed" would turn
+				// pinning off without a word. Fail, as the build controller does; the Deployment
+				// restarts us.
+				return fmt.Errorf("discovering the %s API: %w", kind, err)
+			}
 			log.Info("API not installed; images are not pinned", "kind", kind, "group", gvk.Group)
 			return nil
 		}

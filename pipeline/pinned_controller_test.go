@@ -9,7 +9,12 @@ import (
 
 	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
 	"github.com/mosb-dev/mosb/registry"
@@ -238,5 +243,63 @@ func TestPinnedImageSetRefs(t *testing.T) {
 	}
 	if same, changed := WithoutPinnedImageSetRef(removed, "mosb-worker"); changed || len(same) != 1 {
 		t.Errorf("removing a missing ref: %v %v", same, changed)
+	}
+}
+
+// A refusal is an Event when it appears, not at every reconcile while it holds (each reconcile
+// of a pool would add one); it is said again when it comes back after going away. The client is a
+// fake: what is tested is the decision to speak, over a pool whose state does not change.
+func TestPinnedWarningsAreSaidOnce(t *testing.T) {
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{mosbv1.AddToScheme, mcfgv1.Install} {
+		if err := add(scheme); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mosc := &mosbv1.MachineOSConfig{ObjectMeta: metav1.ObjectMeta{Name: "nested", Annotations: map[string]string{AnnotationPinImages: "true"}},
+		Spec: mosbv1.MachineOSConfigSpec{MachineConfigPool: mosbv1.MachineConfigPoolReference{Name: "worker"}}}
+	refusedBuild := pinBuild("nested", "nested-a", 1, PhaseSucceeded, "registry.example.com/a/b/c@"+pinDigest(3), "registry.example.com/os/base@"+pinDigest(1))
+	refusedBuild.Labels = map[string]string{LabelMachineOSConfig: "nested"}
+	c := fake.NewClientBuilder().WithScheme(scheme).
+		WithObjects(&mcfgv1.MachineConfigPool{ObjectMeta: metav1.ObjectMeta{Name: "worker"}}, mosc, &refusedBuild).
+		WithStatusSubresource(&mcfgv1.MachineConfigPool{}, &mosbv1.MachineOSBuild{}).Build()
+	rec := record.NewFakeRecorder(100)
+	r := &PinnedImagesReconciler{Client: c, Recorder: rec}
+	reconcile := func() {
+		t.Helper()
+		if _, err := r.Reconcile(t.Context(), ctrl.Request{NamespacedName: types.NamespacedName{Name: "worker"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refusals := func() int {
+		n := 0
+		for {
+			select {
+			case ev := <-rec.Events:
+				if strings.Contains(ev, ReasonPinnedImageRefused) {
+					n++
+				}
+			default:
+				return n
+			}
+		}
+	}
+	for range 3 {
+		reconcile()
+	}
+	if n := refusals(); n != 1 {
+		t.Errorf("three reconciles of an unchanged pool said the refusal %d times, want once", n)
+	}
+	if err := c.Delete(t.Context(), &refusedBuild); err != nil {
+		t.Fatal(err)
+	}
+	reconcile()
+	refusedBuild.ResourceVersion = ""
+	if err := c.Create(t.Context(), &refusedBuild); err != nil {
+		t.Fatal(err)
+	}
+	reconcile()
+	if n := refusals(); n != 1 {
+		t.Errorf("a refusal that went away and came back was said %d times, want once", n)
 	}
 }
