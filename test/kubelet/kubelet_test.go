@@ -61,6 +61,7 @@ func TestRealKubelet(t *testing.T) {
 
 	t.Run("two architectures build in two scheduled pods", func(t *testing.T) { testTwoArchitectures(t, c) })
 	t.Run("the controller Deployment recreated mid-build adopts the build", func(t *testing.T) { testDeploymentRecreated(t, c) })
+	t.Run("a deleted MachineOSConfig takes its builds, pods and ConfigMaps with it", func(t *testing.T) { testDeletedMachineOSConfig(t, c) })
 	t.Run("a realistic OS base: the node image store serves later and concurrent builds", func(t *testing.T) { testRealisticBase(t, c) })
 }
 
@@ -209,6 +210,43 @@ func testDeploymentRecreated(t *testing.T, c *cluster) {
 	if digest := c.servedDigest(t, string(m.Spec.BuildInputs.RenderedImagePushspec)); !strings.HasSuffix(string(m.Status.CurrentImagePullspec), "@"+digest) {
 		t.Fatalf("status has %s, the registry serves %s", m.Status.CurrentImagePullspec, digest)
 	}
+}
+
+// testDeletedMachineOSConfig deletes a MachineOSConfig in the middle of its build: the cluster's
+// garbage collector takes its MachineOSBuild (owned by it), then the build pod and its request
+// ConfigMap (owned by the build); the running build ends, nothing of it stays.
+func testDeletedMachineOSConfig(t *testing.T, c *cluster) {
+	name := "deleted"
+	m := c.newMOSC(name, []mosbv1.MachineOSContainerfile{
+		{ContainerfileArch: mosbv1.NoArch, Content: "RUN sleep 40 && echo slow > /etc/slow"},
+	})
+	if err := c.Client.Create(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	mine := client.MatchingLabels{pipeline.LabelMachineOSConfig: name}
+	harness.Eventually(t.Context(), t, 250*time.Millisecond, 2*time.Minute, "the build pod of "+name+" running", func(ctx context.Context) (bool, error) {
+		pods := &corev1.PodList{}
+		if err := c.Client.List(ctx, pods, client.InNamespace(namespace), mine); err != nil {
+			return false, err
+		}
+		return len(pods.Items) == 1 && pods.Items[0].Status.Phase == corev1.PodRunning, nil
+	})
+	if err := c.Client.Delete(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t.Context(), t, 500*time.Millisecond, 2*time.Minute, "no MachineOSBuild, pod or ConfigMap of "+name+" left", func(ctx context.Context) (bool, error) {
+		builds, pods, cms := &mosbv1.MachineOSBuildList{}, &corev1.PodList{}, &corev1.ConfigMapList{}
+		if err := c.Client.List(ctx, builds, mine); err != nil {
+			return false, err
+		}
+		if err := c.Client.List(ctx, pods, client.InNamespace(namespace), mine); err != nil {
+			return false, err
+		}
+		if err := c.Client.List(ctx, cms, client.InNamespace(namespace), mine); err != nil {
+			return false, err
+		}
+		return len(builds.Items)+len(pods.Items)+len(cms.Items) == 0, nil
+	})
 }
 
 // testRealisticBase builds over an OS-sized base (~50 layers, ~1.3 GB): a first build fills the
