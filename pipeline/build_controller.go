@@ -16,8 +16,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -67,6 +69,11 @@ type BuildReconciler struct {
 	Metrics   *Metrics
 	// Workers is how many MachineOSConfigs are reconciled at once (default 1).
 	Workers int
+	// Clock is the controller's time (default: the real clock); tests move it.
+	Clock clock.PassiveClock
+	// RegistryTimeout bounds each of the controller's own registry operations, retries included
+	// (0: DefaultRegistryTimeout).
+	RegistryTimeout time.Duration
 	// NodeStore is the node image store build pods share (nil: none, every build pulls its base).
 	NodeStore *buildpod.NodeStore
 	// BuildResources are the build pods' default requests and limits (--build-requests,
@@ -128,30 +135,34 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	rebuild := m.Annotations[mosbv1.RebuildAnnotation]
-	current := currentBuild(builds, plan.Identity)
-	if current != nil && rebuild != "" && current.Annotations[AnnotationRebuild] != rebuild {
-		current = nil // the user asked for a new build of the same inputs
+	rebuild, token := DecideRebuild(m.Annotations, builds)
+	if rebuild == TakeRebuild {
+		if token, err = r.takeRebuild(ctx, m); err != nil {
+			return ctrl.Result{}, err
+		}
+		rebuild = StartRebuild
 	}
-	for i := range builds {
-		b := &builds[i]
-		if (current == nil || b.Name != current.Name) && !Phase(b).Terminal() {
-			if err := r.supersede(ctx, b); err != nil {
-				return ctrl.Result{}, err
-			}
+	current, superseded := DecideCurrent(builds, plan.Identity, rebuild == StartRebuild)
+	for _, b := range superseded {
+		if err := r.supersede(ctx, b); err != nil {
+			return ctrl.Result{}, err
 		}
 	}
 
 	if current == nil {
-		if current, err = r.startBuild(ctx, m, plan, rebuild); err != nil {
+		answers := ""
+		if rebuild == StartRebuild {
+			answers = token
+		}
+		if current, err = r.startBuild(ctx, m, plan, answers); err != nil {
 			return ctrl.Result{}, err
 		}
-		if rebuild != "" {
-			patch := client.MergeFrom(m.DeepCopy())
-			delete(m.Annotations, mosbv1.RebuildAnnotation)
-			if err := r.Client.Patch(ctx, m, patch); err != nil {
-				return ctrl.Result{}, fmt.Errorf("clearing the rebuild annotation: %w", err)
-			}
+	}
+	if rebuild == StartRebuild || rebuild == ClearRebuild {
+		patch := client.MergeFrom(m.DeepCopy())
+		delete(m.Annotations, AnnotationRebuildRequest)
+		if err := r.Client.Patch(ctx, m, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("clearing the answered rebuild request: %w", err)
 		}
 	}
 
@@ -171,18 +182,52 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		if string(m.Status.CurrentImagePullspec) != pullspec || m.Status.ObservedGeneration != m.Generation {
 			ok, err := r.imageExists(ctx, plan, pullspec)
 			if err != nil {
-				return ctrl.Result{}, err
+				// Not a reason to build again nor to fail: say why the status waits, and look again.
+				log.Info("cannot check the image of a succeeded build", "image", pullspec, "error", err.Error())
+				reason, why := r.registryProblem(err)
+				r.Recorder.Eventf(m, corev1.EventTypeWarning, reason, "checking that %s is still in the registry: %s", pullspec, why)
+				return ctrl.Result{RequeueAfter: r.registryTimeout()}, nil
 			}
 			if !ok {
 				// The image was deleted from the registry: this identity must be built again.
 				log.Info("the image of a succeeded build is gone; building again", "machineosbuild", current.Name, "image", pullspec)
 				r.Recorder.Eventf(m, corev1.EventTypeNormal, ReasonImageMissing, "image %s of %s is no longer in the registry; building it again", pullspec, current.Name)
-				return ctrl.Result{Requeue: true}, client.IgnoreNotFound(r.Client.Delete(ctx, current))
+				return ctrl.Result{RequeueAfter: time.Millisecond}, client.IgnoreNotFound(r.Client.Delete(ctx, current))
 			}
 		}
 	}
 	_, err = r.writeConfigStatus(ctx, m, Summarise(nil, current, pullspec != ""), pullspec)
 	return ctrl.Result{}, err
+}
+
+// takeRebuild replaces the user's rebuild annotation with a request token of the controller's (see
+// AnnotationRebuildRequest), in one write that fails if the MachineOSConfig changed meanwhile.
+func (r *BuildReconciler) takeRebuild(ctx context.Context, m *mosbv1.MachineOSConfig) (string, error) {
+	token := string(uuid.NewUUID())
+	patch := client.MergeFromWithOptions(m.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	delete(m.Annotations, mosbv1.RebuildAnnotation)
+	m.Annotations[AnnotationRebuildRequest] = token
+	if err := r.Client.Patch(ctx, m, patch); err != nil {
+		return "", fmt.Errorf("taking the rebuild request (%s): %w", mosbv1.RebuildAnnotation, err)
+	}
+	ctrl.LoggerFrom(ctx).Info("rebuild requested", "token", token)
+	return token, nil
+}
+
+// DecideCurrent picks the build that stands for the current inputs (nil: a new one must start)
+// and the builds to supersede: every unfinished build that is not it. A rebuild request sets
+// aside the build of the same inputs, finished or not.
+func DecideCurrent(builds []mosbv1.MachineOSBuild, identity string, rebuild bool) (current *mosbv1.MachineOSBuild, superseded []*mosbv1.MachineOSBuild) {
+	if !rebuild {
+		current = currentBuild(builds, identity)
+	}
+	for i := range builds {
+		b := &builds[i]
+		if (current == nil || b.Name != current.Name) && !Phase(b).Terminal() {
+			superseded = append(superseded, b)
+		}
+	}
+	return current, superseded
 }
 
 // currentBuild is the newest MachineOSBuild of an identity.
@@ -223,7 +268,8 @@ func (r *BuildReconciler) buildsOf(ctx context.Context, mosc string) ([]mosbv1.M
 	return list.Items, nil
 }
 
-// startBuild creates the MachineOSBuild of the plan. A rebuild of the same identity gets a suffix.
+// startBuild creates the MachineOSBuild of the plan. A rebuild (answering the request token
+// rebuild) gets a suffix of its own.
 func (r *BuildReconciler) startBuild(ctx context.Context, m *mosbv1.MachineOSConfig, plan *Plan, rebuild string) (*mosbv1.MachineOSBuild, error) {
 	name := plan.MachineOSBuildName(m.Name)
 	if rebuild != "" {
@@ -246,7 +292,7 @@ func (r *BuildReconciler) startBuild(ctx context.Context, m *mosbv1.MachineOSCon
 			Architectures:                 plan.ArchNames(),
 		},
 	}
-	b.Annotations = map[string]string{AnnotationCreated: time.Now().UTC().Format(time.RFC3339Nano)}
+	b.Annotations = map[string]string{AnnotationCreated: r.now().UTC().Format(time.RFC3339Nano)}
 	if rebuild != "" {
 		b.Annotations[AnnotationRebuild] = rebuild
 	}
@@ -269,7 +315,7 @@ func (r *BuildReconciler) startBuild(ctx context.Context, m *mosbv1.MachineOSCon
 // outcomes, retries transient failures after a backoff, and finishes the build when every
 // architecture is done. It returns when to look again (0: when something changes).
 func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSConfig, plan *Plan, b *mosbv1.MachineOSBuild) (time.Duration, error) {
-	now := metav1.Now()
+	now := metav1.NewTime(r.now())
 	status := b.Status.DeepCopy()
 	if status.BuildStart == nil {
 		status.BuildStart = &now
@@ -281,11 +327,12 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 		return wait, nil
 	}
 
-	results := map[string]buildpod.Result{}
-	var failure *Outcome
+	archNames := make([]string, len(plan.Arches))
+	outcomes := make([]Outcome, len(plan.Arches))
 	var waiting []string // why pods wait for a node, for the Building condition
 	place := r.placer(ctx)
-	for _, a := range plan.Arches {
+	for i, a := range plan.Arches {
+		archNames[i] = a.Arch
 		podName := fmt.Sprintf("%s-%s-%d", b.Name, a.Arch, status.Attempt)
 		entry := mosbv1.ArchitectureBuild{Architecture: a.Arch, PodName: podName, ContainerfileArch: string(a.Selection.EntryArch), Message: noContentNote(a)}
 		pod, created, err := r.pod(ctx, status, podName)
@@ -318,15 +365,11 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 			continue
 		}
 		out := ClassifyPod(pod, podName, now.Time, r.imagePullGrace())
+		outcomes[i] = out
 		switch {
 		case out.Failed:
 			entry.Message = out.Message
-			if failure == nil || (failure.Retryable && !out.Retryable) {
-				o := out
-				failure = &o
-			}
 		case out.Done:
-			results[a.Arch] = out.Result
 			entry.DigestedImagePushspec = out.Result.Pullspec
 			entry.StorageDriver = out.Result.StorageDriver
 			entry.Message = joinNotes(entry.Message, out.Result.Storage)
@@ -339,42 +382,36 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 		setArch(status, entry)
 	}
 
-	phase, reason, message := PhaseBuilding, ReasonPodsCreated, fmt.Sprintf("attempt %d: building %v in namespace %s", status.Attempt, plan.ArchNames(), r.Namespace)
-	if len(waiting) > 0 {
-		message += "; " + strings.Join(waiting, "; ")
-	}
-	var again time.Duration
-	switch {
-	case failure != nil && failure.Retryable && int(status.Attempt) <= r.MaxRetries:
-		// Transient: this attempt's pods go, the next attempt starts after a backoff.
+	d := DecideAttempt(AttemptState{Attempt: status.Attempt, MaxRetries: r.MaxRetries, Arches: archNames,
+		Outcomes: outcomes, Waiting: waiting, Namespace: r.Namespace})
+	phase, reason, message, again := d.Phase, d.Reason, d.Message, d.Again
+	switch d.Step {
+	case AttemptRetry:
+		// This attempt's pods go; the next attempt starts after the backoff.
 		if err := r.cleanup(ctx, b); err != nil {
 			return 0, err
 		}
-		status.FailedAttempts = append(status.FailedAttempts, mosbv1.BuildAttemptFailure{Attempt: status.Attempt, Reason: failure.Reason, Message: failure.Message, Time: now})
+		status.FailedAttempts = append(status.FailedAttempts, mosbv1.BuildAttemptFailure{Attempt: status.Attempt, Reason: d.Failure.Reason, Message: d.Failure.Message, Time: now})
 		status.Attempt++
-		again = retryBackoff(int(status.Attempt))
-		reason, message = "Retrying", fmt.Sprintf("attempt %d failed (%s: %s); attempt %d of %d starts in %s",
-			status.Attempt-1, failure.Reason, failure.Message, status.Attempt, r.MaxRetries+1, again)
-		r.metrics().retried(failure.Reason)
-		ctrl.LoggerFrom(ctx).Info("build attempt failed; retrying", "machineosbuild", b.Name, "attempt", status.Attempt-1, "reason", failure.Reason, "after", again)
-		r.Recorder.Eventf(b, corev1.EventTypeWarning, failure.Reason, "attempt %d failed, retrying: %s", status.Attempt-1, failure.Message)
-	case failure != nil:
-		phase, reason, message = PhaseFailed, failure.Reason, failure.Message
-		if failure.Retryable {
-			message = fmt.Sprintf("%s (gave up after %d attempts)", failure.Message, status.Attempt)
-		}
-	case len(results) == len(plan.Arches):
-		pullspec, err := r.publish(ctx, plan, results)
+		r.metrics().retried(d.Failure.Reason)
+		ctrl.LoggerFrom(ctx).Info("build attempt failed; retrying", "machineosbuild", b.Name, "attempt", status.Attempt-1, "reason", d.Failure.Reason, "after", again)
+		r.Recorder.Eventf(b, corev1.EventTypeWarning, d.Failure.Reason, "attempt %d failed, retrying: %s", status.Attempt-1, d.Failure.Message)
+	case AttemptPublish:
+		pullspec, err := r.publish(ctx, plan, d.Results)
 		if err != nil {
 			if errors.Is(err, registry.ErrUnauthorized) || errors.Is(err, registry.ErrNotPermitted) || errors.Is(err, registry.ErrNotFound) {
 				phase, reason, message = PhaseFailed, ReasonPushFailed, err.Error()
 			} else {
-				return 0, err // transient: the next reconcile pushes again
+				// Transient: the next reconcile pushes again; until then the build says why it waits.
+				ctrl.LoggerFrom(ctx).Info("pushing the index failed; trying again", "machineosbuild", b.Name, "error", err.Error())
+				reason, why := r.registryProblem(err)
+				r.Recorder.Eventf(b, corev1.EventTypeWarning, reason, "pushing the index of %s: %s; trying again", plan.Target, why)
+				return r.registryTimeout(), nil
 			}
 		} else {
 			phase, reason, message = PhaseSucceeded, ReasonBuilt, "pushed "+pullspec
 			for _, a := range plan.Arches {
-				if note := results[a.Arch].Storage; note != "" {
+				if note := d.Results[a.Arch].Storage; note != "" {
 					// A build that fell back to vfs is slow and costly, and says so where people look.
 					message = joinNotes(message, a.Arch+": "+note)
 				}
@@ -478,6 +515,13 @@ func (r *BuildReconciler) imagePullGrace() time.Duration {
 }
 
 func (r *BuildReconciler) metrics() *Metrics { return r.Metrics }
+
+func (r *BuildReconciler) now() time.Time {
+	if r.Clock == nil {
+		return time.Now()
+	}
+	return r.Clock.Now()
+}
 
 // pruneHistory keeps the newest SucceededHistory succeeded and FailedHistory failed or
 // interrupted MachineOSBuilds of a MachineOSConfig (and always the current one), and deletes
@@ -632,7 +676,6 @@ func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan,
 	return true, nil
 }
 
-
 // publish pushes the OCI index of a multi-architecture build (the single image is already tagged
 // by its pod) with the push secret only.
 func (r *BuildReconciler) publish(ctx context.Context, plan *Plan, results map[string]buildpod.Result) (string, error) {
@@ -645,6 +688,8 @@ func (r *BuildReconciler) publish(ctx context.Context, plan *Plan, results map[s
 	for _, res := range results {
 		manifests = append(manifests, registry.IndexManifest{Digest: res.Digest, Platform: res.Platform})
 	}
+	ctx, cancel := context.WithTimeout(ctx, r.registryTimeout())
+	defer cancel()
 	ref, err := r.pushClient(plan).PushIndex(ctx, plan.Target, manifests)
 	if err != nil {
 		return "", err
@@ -664,7 +709,30 @@ func (r *BuildReconciler) imageExists(ctx context.Context, plan *Plan, pullspec 
 	if err != nil {
 		return false, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, r.registryTimeout())
+	defer cancel()
 	return registry.NewClient(registry.WithKeychain(plan.PushAuths.Keychain()), registry.WithConfig(cfg)).DigestExists(ctx, pullspec)
+}
+
+// DefaultRegistryTimeout bounds each registry operation of the controller (checking an image,
+// pushing an index), retries included: a registry that accepts connections and never answers
+// must not hold one of the controller's workers.
+const DefaultRegistryTimeout = 30 * time.Second
+
+func (r *BuildReconciler) registryTimeout() time.Duration {
+	if r.RegistryTimeout > 0 {
+		return r.RegistryTimeout
+	}
+	return DefaultRegistryTimeout
+}
+
+// registryProblem is the reason and the message of a failed registry call that may pass: a
+// registry that did not answer in time, or one that answered with an error.
+func (r *BuildReconciler) registryProblem(err error) (reason, message string) {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ReasonRegistryUnresponsive, fmt.Sprintf("no answer within %s (%v); check that the registry is up and that the controller reaches it (--registry-timeout sets the bound)", r.registryTimeout(), err)
+	}
+	return ReasonRegistryError, err.Error()
 }
 
 // supersede ends a build of older inputs: its pods go, and it says why.
@@ -680,7 +748,7 @@ func (r *BuildReconciler) supersede(ctx context.Context, b *mosbv1.MachineOSBuil
 		if Phase(fresh).Terminal() {
 			return nil
 		}
-		SetBuildPhase(fresh, PhaseInterrupted, ReasonSuperseded, "the MachineOSConfig's inputs changed; a newer build replaces this one", metav1.Now())
+		SetBuildPhase(fresh, PhaseInterrupted, ReasonSuperseded, "the MachineOSConfig's inputs changed; a newer build replaces this one", metav1.NewTime(r.now()))
 		if err := r.Client.Status().Update(ctx, fresh); err != nil {
 			return err
 		}

@@ -31,6 +31,9 @@ type Outcome struct {
 	Retryable bool
 	Message   string
 	Result    buildpod.Result
+	// Recheck, when set, is when the pod's status means something else without any change to
+	// it (the end of the builder image's grace period): look again then.
+	Recheck time.Duration
 }
 
 // ClassifyPod decides what a build pod's status means. pod is nil when the pod is gone although
@@ -70,11 +73,13 @@ func ClassifyPod(pod *corev1.Pod, podName string, now time.Time, imagePullGrace 
 			continue
 		}
 		since := pod.CreationTimestamp.Time
-		if now.Sub(since) >= imagePullGrace {
-			return Outcome{Done: true, Failed: true, Reason: ReasonBuilderImageUnavailable,
-				Message: fmt.Sprintf("build pod %s cannot pull the builder image %s for %s (%s: %s); check the controller's --builder-image and the node's access to it",
-					pod.Name, builderImage(pod), now.Sub(since).Round(time.Second), w.Reason, w.Message)}
+		if left := imagePullGrace - now.Sub(since); left > 0 {
+			// kubelet may keep backing off without a status change: the grace ends on time anyway.
+			return Outcome{Recheck: left}
 		}
+		return Outcome{Done: true, Failed: true, Reason: ReasonBuilderImageUnavailable,
+			Message: fmt.Sprintf("build pod %s cannot pull the builder image %s for %s (%s: %s); check the controller's --builder-image and the node's access to it",
+				pod.Name, builderImage(pod), now.Sub(since).Round(time.Second), w.Reason, w.Message)}
 	}
 	return Outcome{}
 }

@@ -60,6 +60,7 @@ func TestClassifyPodOverRecordedStatuses(t *testing.T) {
 			true, true, ReasonInterrupted, true, "being deleted"},
 		{"deleted", nil, true, true, ReasonInterrupted, true, "was deleted"},
 	}
+	rechecks := map[string]time.Duration{"image pull back-off within the grace": 4 * time.Minute}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got := ClassifyPod(tc.pod, "p", now, 5*time.Minute)
@@ -69,6 +70,11 @@ func TestClassifyPodOverRecordedStatuses(t *testing.T) {
 			}
 			if !strings.Contains(got.Message, tc.says) {
 				t.Errorf("message %q does not say %q", got.Message, tc.says)
+			}
+			// Without a recheck at the end of the grace, the build would fail only at the pod's
+			// next status change, which a kubelet backing off may not make for minutes.
+			if want := rechecks[tc.name]; got.Recheck != want {
+				t.Errorf("recheck in %s, want %s", got.Recheck, want)
 			}
 			if tc.done && !tc.failed && got.Result.Digest == "" {
 				t.Error("a succeeded pod without its result")

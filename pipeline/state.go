@@ -18,8 +18,12 @@ const (
 	ReasonSuperseded   = "Superseded"
 	ReasonBuilding     = "Building"
 	ReasonImageMissing = "ImageMissing"
-	ReasonNoBuild      = "NoBuild"
-	ReasonAsExpected   = "AsExpected"
+	// ReasonRegistryUnresponsive: a registry did not answer one of the controller's calls within
+	// --registry-timeout; ReasonRegistryError: it answered with an error that may pass.
+	ReasonRegistryUnresponsive = "RegistryUnresponsive"
+	ReasonRegistryError        = "RegistryError"
+	ReasonNoBuild              = "NoBuild"
+	ReasonAsExpected           = "AsExpected"
 )
 
 // BuildPhase is where a MachineOSBuild is in its life.

@@ -30,6 +30,7 @@ type controllerOptions struct {
 	namespace        string
 	builderImage     string
 	buildTimeout     time.Duration
+	registryTimeout  time.Duration
 	hostNetwork      bool
 	metricsAddr      string
 	probeAddr        string
@@ -65,6 +66,7 @@ func newControllerCommand() *cobra.Command {
 	fl.StringVar(&o.namespace, "namespace", "openshift-machine-config-operator", "the build namespace: secrets, machine-config-osimageurl, build pods")
 	fl.StringVar(&o.builderImage, "builder-image", "", "the mosb image build pods run (default: in a pod with POD_NAME and POD_NAMESPACE set, the image of its container \"controller\")")
 	fl.DurationVar(&o.buildTimeout, "build-timeout", time.Hour, "the longest a build pod may run (activeDeadlineSeconds)")
+	fl.DurationVar(&o.registryTimeout, "registry-timeout", pipeline.DefaultRegistryTimeout, "the longest one of the controller's own registry operations (checking an image, pushing an index) may take, retries included")
 	fl.BoolVar(&o.hostNetwork, "host-network", false, "run build pods on the node's network (single-node dev clusters without a pod network)")
 	fl.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "where /metrics is served; 0 disables it")
 	fl.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "where /healthz and /readyz are served; 0 disables them")
@@ -138,6 +140,9 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 	if o.maxRetries < 0 || o.succeededHistory < 0 || o.failedHistory < 0 || o.workers < 1 {
 		return invalid("--max-retries, --succeeded-history and --failed-history must not be negative, --workers at least 1")
 	}
+	if o.registryTimeout <= 0 {
+		return invalid("--registry-timeout %s: want a positive duration, such as 30s", o.registryTimeout)
+	}
 	metrics, err := pipeline.NewMetrics(ctrlmetrics.Registry, mgr.GetClient())
 	if err != nil {
 		return err
@@ -173,6 +178,7 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 		Namespace:        o.namespace,
 		BuilderImage:     builderImage,
 		BuildTimeout:     o.buildTimeout,
+		RegistryTimeout:  o.registryTimeout,
 		DefaultArch:      runtime.GOARCH,
 		BuilderVersion:   builderVersion(),
 		HostNetwork:      o.hostNetwork,

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strings"
 	"testing"
@@ -15,75 +16,134 @@ import (
 	"github.com/mosb-dev/mosb/test/harness"
 )
 
+// The rebuild annotation is a request by its presence, as the Machine Config Operator sets it
+// (empty); each request builds once and is cleared: the same value set again is a new request, and
+// one made while the controller is down, or taken just before it stopped, is answered once it is back.
 func TestRebuildAnnotationBuildsAgainAndIsCleared(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := newEnvWith(t, envOptions{controllerArgs: []string{"--succeeded-history", "10"}})
 	ctx := t.Context()
 	if err := e.c.Create(ctx, e.newMOSC("again", "RUN echo again > /etc/again")); err != nil {
 		t.Fatal(err)
 	}
 	first := e.waitReady("again")
-	m := e.get("again")
-	m.Annotations = map[string]string{mosbv1.RebuildAnnotation: "please"}
-	if err := e.c.Update(ctx, m); err != nil {
-		t.Fatal(err)
+	seen := map[string]bool{}
+	for _, b := range e.builds(ctx, "again") {
+		seen[b.Name] = true
 	}
-	eventually(t, buildTimeout, "a second MachineOSBuild, succeeded, and the annotation cleared", func(ctx context.Context) (bool, error) {
-		m := &mosbv1.MachineOSConfig{}
-		if err := e.c.Get(ctx, client.ObjectKey{Name: "again"}, m); err != nil {
-			return false, err
+	set := func(annotations map[string]string) {
+		t.Helper()
+		m := e.get("again")
+		m.Annotations = annotations
+		if err := e.c.Update(ctx, m); err != nil {
+			t.Fatal(err)
 		}
-		builds := e.builds(ctx, "again")
-		if len(builds) != 2 || m.Annotations[mosbv1.RebuildAnnotation] != "" {
-			return false, nil
-		}
-		for _, b := range builds {
-			if b.Status.DigestedImagePushspec == "" {
+	}
+	// answered waits for the request to be answered by exactly one new MachineOSBuild, succeeded,
+	// and cleared from the MachineOSConfig.
+	answered := func(what string) mosbv1.MachineOSBuild {
+		t.Helper()
+		var answer mosbv1.MachineOSBuild
+		eventually(t, buildTimeout, what+": one new MachineOSBuild, succeeded, and the request cleared", func(ctx context.Context) (bool, error) {
+			m := &mosbv1.MachineOSConfig{}
+			if err := e.c.Get(ctx, client.ObjectKey{Name: "again"}, m); err != nil {
+				return false, err
+			}
+			_, requested := m.Annotations[mosbv1.RebuildAnnotation]
+			_, taken := m.Annotations[pipeline.AnnotationRebuildRequest]
+			var added []mosbv1.MachineOSBuild
+			for _, b := range e.builds(ctx, "again") {
+				if !seen[b.Name] {
+					added = append(added, b)
+				}
+			}
+			if len(added) > 1 {
+				return false, fmt.Errorf("%s: %d new MachineOSBuilds, want 1", what, len(added))
+			}
+			if requested || taken || len(added) == 0 || pipeline.Phase(&added[0]) != pipeline.PhaseSucceeded {
 				return false, nil
 			}
-		}
-		return true, nil
-	})
+			answer = added[0]
+			return true, nil
+		})
+		seen[answer.Name] = true
+		e.assertBuildsStay("again", len(seen), 2*time.Second)
+		return answer
+	}
+
+	set(map[string]string{mosbv1.RebuildAnnotation: ""})
+	answered("an empty value")
+	set(map[string]string{mosbv1.RebuildAnnotation: "true"})
+	answered("true")
+	set(map[string]string{mosbv1.RebuildAnnotation: "true"})
+	answered("true again")
+
+	e.ctrl.kill()
+	set(map[string]string{mosbv1.RebuildAnnotation: ""})
+	e.ctrl.start()
+	answered("a request made while the controller was down")
+
+	// Taken (the user's annotation replaced by the controller's token), then the controller
+	// stopped before the build: the build starts when it is back, once.
+	e.ctrl.kill()
+	set(map[string]string{pipeline.AnnotationRebuildRequest: "taken-before-a-stop"})
+	e.ctrl.start()
+	if b := answered("a request taken before the controller stopped"); b.Annotations[pipeline.AnnotationRebuild] != "taken-before-a-stop" {
+		t.Errorf("the build %s answers %q, not the request taken before the stop", b.Name, b.Annotations[pipeline.AnnotationRebuild])
+	}
+	e.ctrl.restart()
+	e.assertBuildsStay("again", len(seen), 3*time.Second)
+
 	// The same inputs rebuilt from scratch give the same image: mosb's builds are reproducible.
 	again := e.waitReady("again")
 	if again.Status.CurrentImagePullspec != first.Status.CurrentImagePullspec {
 		t.Errorf("a rebuild of the same inputs gave %s, the first build %s", again.Status.CurrentImagePullspec, first.Status.CurrentImagePullspec)
 	}
-	e.assertBuildsStay("again", 2, 5e9)
 }
 
 // Two rebuild requests in a row: the second one's build is the one that ends in status, even when
-// both builds are created within one second and the first's name sorts after the second's
-// (builds are named by a hash of the request: "a" gives -rca9781, "b" -r3e23e8).
+// both builds are created within one second.
 func TestTwoRebuildRequestsInARowEndWithTheSecond(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
 	e.create(e.newMOSC("twice", "RUN echo twice > /etc/twice"))
 	e.waitReady("twice")
-	for _, request := range []string{"a", "b"} {
+	var answers []mosbv1.MachineOSBuild
+	for range 2 {
+		seen := map[string]bool{}
+		for _, b := range e.builds(ctx, "twice") {
+			seen[b.Name] = true
+		}
 		m := e.get("twice")
-		m.Annotations = map[string]string{mosbv1.RebuildAnnotation: request}
+		m.Annotations = map[string]string{mosbv1.RebuildAnnotation: ""}
 		if err := e.c.Update(ctx, m); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, time.Minute, "rebuild request "+request+" taken and cleared", func(ctx context.Context) (bool, error) {
+		eventually(t, time.Minute, "the rebuild request answered and cleared", func(ctx context.Context) (bool, error) {
 			m := &mosbv1.MachineOSConfig{}
 			if err := e.c.Get(ctx, client.ObjectKey{Name: "twice"}, m); err != nil {
 				return false, err
 			}
-			return m.Annotations[mosbv1.RebuildAnnotation] == "", nil
+			_, requested := m.Annotations[mosbv1.RebuildAnnotation]
+			_, taken := m.Annotations[pipeline.AnnotationRebuildRequest]
+			if requested || taken {
+				return false, nil
+			}
+			for _, b := range e.builds(ctx, "twice") {
+				if !seen[b.Name] {
+					answers = append(answers, b)
+					return true, nil
+				}
+			}
+			return false, nil
 		})
 	}
-	answered := map[string]mosbv1.MachineOSBuild{}
-	for _, b := range e.builds(ctx, "twice") {
-		answered[b.Annotations[pipeline.AnnotationRebuild]] = b
-	}
-	a, b := answered["a"], answered["b"]
-	t.Logf("request a: %s created %s; request b: %s created %s", a.Name, a.Annotations[pipeline.AnnotationCreated], b.Name, b.Annotations[pipeline.AnnotationCreated])
+	a, b := answers[0], answers[1]
+	t.Logf("first request: %s created %s; second request: %s created %s", a.Name, a.Annotations[pipeline.AnnotationCreated], b.Name, b.Annotations[pipeline.AnnotationCreated])
 
 	m := e.waitReady("twice")
-	final := answered["b"]
+	final := answers[1]
 	if err := e.c.Get(ctx, client.ObjectKeyFromObject(&final), &final); err != nil {
 		t.Fatalf("the build answering the last request is gone: %v", err)
 	}

@@ -23,6 +23,7 @@ type Proxy struct {
 	cut     chan struct{}
 	cutOnce sync.Once
 	sent    atomic.Int64
+	hang    bool // accept connections and never answer
 }
 
 // StartProxy starts a proxy to target (host:port) and stops it when the test ends.
@@ -66,6 +67,32 @@ func (p *Proxy) Resume() error {
 	return nil
 }
 
+// Hang makes the registry one that accepts connections and never answers (an overloaded mirror,
+// a half-dead load balancer): open connections are dropped, new ones are held open with nothing
+// read or sent, until Answer.
+func (p *Proxy) Hang() {
+	p.mu.Lock()
+	p.hang = true
+	conns := p.conns
+	p.conns = map[net.Conn]struct{}{}
+	p.mu.Unlock()
+	for c := range conns {
+		c.Close()
+	}
+}
+
+// Answer ends Hang: held connections are closed, new ones are forwarded again.
+func (p *Proxy) Answer() {
+	p.mu.Lock()
+	p.hang = false
+	conns := p.conns
+	p.conns = map[net.Conn]struct{}{}
+	p.mu.Unlock()
+	for c := range conns {
+		c.Close()
+	}
+}
+
 func (p *Proxy) serve(ln net.Listener) {
 	p.mu.Lock()
 	p.ln = ln
@@ -82,6 +109,15 @@ func (p *Proxy) serve(ln net.Listener) {
 }
 
 func (p *Proxy) forward(client net.Conn) {
+	p.mu.Lock()
+	hang := p.hang
+	if hang {
+		p.conns[client] = struct{}{} // closed by Answer or when the test ends
+	}
+	p.mu.Unlock()
+	if hang {
+		return
+	}
 	upstream, err := net.Dial("tcp", p.target)
 	if err != nil {
 		client.Close()
