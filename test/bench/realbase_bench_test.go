@@ -521,7 +521,7 @@ func (b *realBench) report(w io.Writer, runs, vfsRuns int, loadBefore, loadAfter
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nwall: start to exit of the process(es); for buildah `buildah bud` + `buildah push`. build / push: mosb's own")
-	fmt.Fprintln(w, "\"built in\" / \"pushed in\", buildah's two wall times. peak RSS: wait4's max RSS of the process and its children.")
+	fmt.Fprintln(w, "\"built in\" / \"pushed in\", buildah's two wall times. peak RSS: GNU time's %M of the process and its children.")
 	fmt.Fprintln(w, "storage: du of the storage root after the run (cold: base + build; warm: the same root after a second build).")
 	fmt.Fprintln(w, "mosb worker: a build pod's two steps as processes, from `mosb render --request-dir`: --prepare-store (the init")
 	fmt.Fprintln(w, "container) then the build on a new, empty root (the pod's emptyDir); wall and storage count both (store + emptyDir).")
