@@ -279,6 +279,7 @@ func (r *PinnedImagesReconciler) Reconcile(ctx context.Context, req ctrl.Request
 			return ctrl.Result{}, err
 		}
 		// No pool, no nodes to pre-pull on: a set of ours for it is a leftover.
+		r.firstTime(poolName, nil)
 		return ctrl.Result{}, r.deleteSet(ctx, setName)
 	}
 
