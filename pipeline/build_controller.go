@@ -179,17 +179,16 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		}
 	case PhaseSucceeded:
 		pullspec = current.Status.DigestedImagePushspec
-		if string(m.Status.CurrentImagePullspec) != pullspec || m.Status.ObservedGeneration != m.Generation {
-			ok, err := r.imageExists(ctx, plan, pullspec)
-			if err != nil {
+		if NeedsImageCheck(m, pullspec) {
+			exists, err := r.imageExists(ctx, plan, pullspec)
+			switch DecideImage(exists, err) {
+			case ImageWait:
 				// Not a reason to build again nor to fail: say why the status waits, and look again.
 				log.Info("cannot check the image of a succeeded build", "image", pullspec, "error", err.Error())
 				reason, why := r.registryProblem(err)
 				r.Recorder.Eventf(m, corev1.EventTypeWarning, reason, "checking that %s is still in the registry: %s", pullspec, why)
 				return ctrl.Result{RequeueAfter: r.registryTimeout()}, nil
-			}
-			if !ok {
-				// The image was deleted from the registry: this identity must be built again.
+			case ImageRebuild:
 				log.Info("the image of a succeeded build is gone; building again", "machineosbuild", current.Name, "image", pullspec)
 				r.Recorder.Eventf(m, corev1.EventTypeNormal, ReasonImageMissing, "image %s of %s is no longer in the registry; building it again", pullspec, current.Name)
 				return ctrl.Result{RequeueAfter: time.Millisecond}, client.IgnoreNotFound(r.Client.Delete(ctx, current))

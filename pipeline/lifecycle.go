@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
 	"github.com/mosb-dev/mosb/builder/buildpod"
 )
 
@@ -93,4 +94,37 @@ func DecideAttempt(s AttemptState) AttemptDecision {
 		d.Step, d.Again = AttemptPublish, 0
 	}
 	return d
+}
+
+// NeedsImageCheck says whether the image of the current, succeeded build is to be looked up in
+// the registry before the status names it: when the status does not name it yet, or names it for
+// an older generation (inputs that went back to ones built before). An image the status already
+// names for this generation is not asked for at every reconcile.
+func NeedsImageCheck(m *mosbv1.MachineOSConfig, pullspec string) bool {
+	return string(m.Status.CurrentImagePullspec) != pullspec || m.Status.ObservedGeneration != m.Generation
+}
+
+// ImageStep is what the registry's answer about a succeeded build's image means.
+type ImageStep int
+
+const (
+	// ImageReport: the image is there; the status names it.
+	ImageReport ImageStep = iota
+	// ImageRebuild: the image was deleted from the registry; its build goes and the same inputs
+	// build again (ImageMissing).
+	ImageRebuild
+	// ImageWait: the registry did not answer, or answered with an error: neither build again nor
+	// fail; say why and look again later.
+	ImageWait
+)
+
+// DecideImage reads the answer of the image check.
+func DecideImage(exists bool, err error) ImageStep {
+	switch {
+	case err != nil:
+		return ImageWait
+	case !exists:
+		return ImageRebuild
+	}
+	return ImageReport
 }

@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -132,5 +134,44 @@ func TestDecideCurrent(t *testing.T) {
 				t.Errorf("current %q, superseded %v; want %q, %v", got, names, tc.current, tc.superseded)
 			}
 		})
+	}
+}
+
+func TestImageCheck(t *testing.T) {
+	const img = "r.example.com/os/w@sha256:" + "aa"
+	at := func(gen, observed int64, named string) *mosbv1.MachineOSConfig {
+		m := &mosbv1.MachineOSConfig{ObjectMeta: metav1.ObjectMeta{Generation: gen}}
+		m.Status.ObservedGeneration, m.Status.CurrentImagePullspec = observed, mosbv1.ImageDigestFormat(named)
+		return m
+	}
+	for _, tc := range []struct {
+		name string
+		m    *mosbv1.MachineOSConfig
+		want bool
+	}{
+		{"status names it for this generation", at(3, 3, img), false},
+		{"status names nothing yet", at(1, 0, ""), true},
+		{"status names another image", at(2, 2, "r.example.com/os/w@sha256:bb"), true},
+		// Inputs that went back to ones built before: the old image may be gone since.
+		{"status names it for an older generation", at(4, 3, img), true},
+	} {
+		if got := NeedsImageCheck(tc.m, img); got != tc.want {
+			t.Errorf("%s: NeedsImageCheck = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		exists bool
+		err    error
+		want   ImageStep
+	}{
+		{true, nil, ImageReport},
+		{false, nil, ImageRebuild},
+		// A registry that does not answer says nothing about the image: never rebuild on it.
+		{false, context.DeadlineExceeded, ImageWait},
+		{true, errors.New("HTTP 500"), ImageWait},
+	} {
+		if got := DecideImage(tc.exists, tc.err); got != tc.want {
+			t.Errorf("DecideImage(%v, %v) = %d, want %d", tc.exists, tc.err, got, tc.want)
+		}
 	}
 }
