@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
@@ -33,9 +34,12 @@ func TestRebuildAnnotationBuildsAgainAndIsCleared(t *testing.T) {
 	}
 	set := func(annotations map[string]string) {
 		t.Helper()
-		m := e.get("again")
-		m.Annotations = annotations
-		if err := e.c.Update(ctx, m); err != nil {
+		// The controller writes the object too: retry on a conflict, with a fresh copy.
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			m := e.get("again")
+			m.Annotations = annotations
+			return e.c.Update(ctx, m)
+		}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -115,9 +119,11 @@ func TestTwoRebuildRequestsInARowEndWithTheSecond(t *testing.T) {
 		for _, b := range e.builds(ctx, "twice") {
 			seen[b.Name] = true
 		}
-		m := e.get("twice")
-		m.Annotations = map[string]string{mosbv1.RebuildAnnotation: ""}
-		if err := e.c.Update(ctx, m); err != nil {
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			m := e.get("twice")
+			m.Annotations = map[string]string{mosbv1.RebuildAnnotation: ""}
+			return e.c.Update(ctx, m)
+		}); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, time.Minute, "the rebuild request answered and cleared", func(ctx context.Context) (bool, error) {
