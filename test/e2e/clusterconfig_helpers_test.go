@@ -264,6 +264,23 @@ func (e *env) updateImage(change func(*configv1.Image)) {
 	}
 }
 
+// updateMOSC changes a MachineOSConfig, on a fresh copy and again on a conflict: the controller
+// writes it too.
+func (e *env) updateMOSC(name string, change func(*mosbv1.MachineOSConfig)) {
+	e.t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		m := &mosbv1.MachineOSConfig{}
+		if err := e.c.Get(e.t.Context(), client.ObjectKey{Name: name}, m); err != nil {
+			return err
+		}
+		change(m)
+		return e.c.Update(e.t.Context(), m)
+	})
+	if err != nil {
+		e.t.Fatalf("updating MachineOSConfig %s: %v", name, err)
+	}
+}
+
 // trustCA puts each registry's CA into the additionalTrustedCA ConfigMap under its host..port key.
 func (e *env) trustCA(regs ...*harness.Registry) {
 	e.t.Helper()

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
@@ -34,14 +33,7 @@ func TestRebuildAnnotationBuildsAgainAndIsCleared(t *testing.T) {
 	}
 	set := func(annotations map[string]string) {
 		t.Helper()
-		// The controller writes the object too: retry on a conflict, with a fresh copy.
-		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			m := e.get("again")
-			m.Annotations = annotations
-			return e.c.Update(ctx, m)
-		}); err != nil {
-			t.Fatal(err)
-		}
+		e.updateMOSC("again", func(m *mosbv1.MachineOSConfig) { m.Annotations = annotations })
 	}
 	// answered waits for the request to be answered by exactly one new MachineOSBuild, succeeded,
 	// and cleared from the MachineOSConfig.
@@ -119,13 +111,9 @@ func TestTwoRebuildRequestsInARowEndWithTheSecond(t *testing.T) {
 		for _, b := range e.builds(ctx, "twice") {
 			seen[b.Name] = true
 		}
-		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			m := e.get("twice")
+		e.updateMOSC("twice", func(m *mosbv1.MachineOSConfig) {
 			m.Annotations = map[string]string{mosbv1.RebuildAnnotation: ""}
-			return e.c.Update(ctx, m)
-		}); err != nil {
-			t.Fatal(err)
-		}
+		})
 		eventually(t, time.Minute, "the rebuild request answered and cleared", func(ctx context.Context) (bool, error) {
 			m := &mosbv1.MachineOSConfig{}
 			if err := e.c.Get(ctx, client.ObjectKey{Name: "twice"}, m); err != nil {

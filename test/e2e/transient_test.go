@@ -9,7 +9,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
@@ -89,7 +88,6 @@ func TestAHungRegistryDoesNotHoldAWorker(t *testing.T) {
 	t.Parallel()
 	// One worker: a call that never returned would stop every MachineOSConfig.
 	e := newEnvWith(t, envOptions{controllerArgs: []string{"--workers", "1"}})
-	ctx := t.Context()
 	proxy := harness.StartProxy(t, e.reg.Host)
 	e.viaProxy(proxy, "push-via-hung-proxy")
 	m := e.newMOSC("hung", "RUN echo hung > /etc/hung")
@@ -99,13 +97,7 @@ func TestAHungRegistryDoesNotHoldAWorker(t *testing.T) {
 	first := e.waitBuilt("hung", 1).Status.DigestedImagePushspec
 	setContent := func(content string) {
 		t.Helper()
-		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			m := e.get("hung")
-			m.Spec.BuildInputs.Containerfile[0].Content = content
-			return e.c.Update(ctx, m)
-		}); err != nil {
-			t.Fatal(err)
-		}
+		e.updateMOSC("hung", func(m *mosbv1.MachineOSConfig) { m.Spec.BuildInputs.Containerfile[0].Content = content })
 	}
 	setContent("RUN echo hung again > /etc/hung")
 	e.waitBuilt("hung", 2)
@@ -153,13 +145,7 @@ func TestAnImageDeletedFromTheRegistryIsBuiltAgain(t *testing.T) {
 	first := e.waitBuilt("deleted", 1).Status.DigestedImagePushspec
 	setContent := func(content string) {
 		t.Helper()
-		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			m := e.get("deleted")
-			m.Spec.BuildInputs.Containerfile[0].Content = content
-			return e.c.Update(ctx, m)
-		}); err != nil {
-			t.Fatal(err)
-		}
+		e.updateMOSC("deleted", func(m *mosbv1.MachineOSConfig) { m.Spec.BuildInputs.Containerfile[0].Content = content })
 	}
 	setContent("RUN echo two > /etc/two")
 	e.waitBuilt("deleted", 2)

@@ -70,21 +70,15 @@ func (p *Proxy) Resume() error {
 // Hang makes the registry one that accepts connections and never answers (an overloaded mirror,
 // a half-dead load balancer): open connections are dropped, new ones are held open with nothing
 // read or sent, until Answer.
-func (p *Proxy) Hang() {
-	p.mu.Lock()
-	p.hang = true
-	conns := p.conns
-	p.conns = map[net.Conn]struct{}{}
-	p.mu.Unlock()
-	for c := range conns {
-		c.Close()
-	}
-}
+func (p *Proxy) Hang() { p.setHang(true) }
 
 // Answer ends Hang: held connections are closed, new ones are forwarded again.
-func (p *Proxy) Answer() {
+func (p *Proxy) Answer() { p.setHang(false) }
+
+// setHang switches the mode and closes every open connection, which belongs to the other mode.
+func (p *Proxy) setHang(hang bool) {
 	p.mu.Lock()
-	p.hang = false
+	p.hang = hang
 	conns := p.conns
 	p.conns = map[net.Conn]struct{}{}
 	p.mu.Unlock()
