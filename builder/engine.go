@@ -371,10 +371,6 @@ func writeContext(dir string, b buildpod.ArchBuild) (string, error) {
 	return p, os.WriteFile(p, b.Containerfile, 0o600)
 }
 
-func localPath(p string) bool {
-	return filepath.IsLocal(filepath.FromSlash(p))
-}
-
 func layoutImage(dir string) (v1.Image, error) {
 	idx, err := ggcrlayout.ImageIndexFromPath(dir)
 	if err != nil {

@@ -326,12 +326,10 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 		return wait, nil
 	}
 
-	archNames := make([]string, len(plan.Arches))
 	outcomes := make([]Outcome, len(plan.Arches))
 	var waiting []string // why pods wait for a node, for the Building condition
 	place := r.placer(ctx)
 	for i, a := range plan.Arches {
-		archNames[i] = a.Arch
 		podName := fmt.Sprintf("%s-%s-%d", b.Name, a.Arch, status.Attempt)
 		entry := mosbv1.ArchitectureBuild{Architecture: a.Arch, PodName: podName, ContainerfileArch: string(a.Selection.EntryArch), Message: noContentNote(a)}
 		pod, created, err := r.pod(ctx, status, podName)
@@ -381,7 +379,7 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 		setArch(status, entry)
 	}
 
-	d := DecideAttempt(AttemptState{Attempt: status.Attempt, MaxRetries: r.MaxRetries, Arches: archNames,
+	d := DecideAttempt(AttemptState{Attempt: status.Attempt, MaxRetries: r.MaxRetries, Arches: plan.ArchNames(),
 		Outcomes: outcomes, Waiting: waiting, Namespace: r.Namespace})
 	phase, reason, message, again := d.Phase, d.Reason, d.Message, d.Again
 	switch d.Step {
@@ -629,8 +627,6 @@ func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan,
 		s := int64(r.BuildTimeout.Seconds())
 		deadline = &s
 	}
-	regCfg := plan.Registry
-	regCfg.PullAuth = nil // the pod reads the pull secret from its mount
 	labels := map[string]string{
 		LabelMachineOSConfig: b.Spec.MachineOSConfig.Name,
 		LabelMachineOSBuild:  b.Name,
@@ -640,25 +636,21 @@ func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan,
 		labels[LabelEmulated] = "true"
 	}
 	resources := r.podResources(ctx, plan, a.Arch)
-	cm, pod, err := buildpod.Objects(buildpod.Request{
-		Name:                  name,
-		Namespace:             r.Namespace,
-		Labels:                labels,
-		Owner:                 *owner,
-		Build:                 a.Build,
-		Target:                plan.Target,
-		Untagged:              len(plan.Arches) > 1,
-		Registry:              regCfg,
-		PullSecret:            plan.PullSecretName,
-		PushSecret:            plan.PushSecretName,
-		BuilderImage:          r.BuilderImage,
-		ActiveDeadlineSeconds: deadline,
-		HostNetwork:           r.HostNetwork,
-		NodeSelector:          p.NodeSelector,
-		Resources:             resources,
-		NodeStore:             r.NodeStore,
-		Prefetch:              plan.Prefetch(),
-	})
+	// The build fields as `mosb render --request-dir` writes them; the pod's own around them.
+	req := plan.BuildRequest(a)
+	req.Name = name
+	req.Namespace = r.Namespace
+	req.Labels = labels
+	req.Owner = *owner
+	req.PullSecret = plan.PullSecretName
+	req.PushSecret = plan.PushSecretName
+	req.BuilderImage = r.BuilderImage
+	req.ActiveDeadlineSeconds = deadline
+	req.HostNetwork = r.HostNetwork
+	req.NodeSelector = p.NodeSelector
+	req.Resources = resources
+	req.NodeStore = r.NodeStore
+	cm, pod, err := buildpod.Objects(req)
 	if err != nil {
 		return false, fmt.Errorf("building the pod of %s for %s: %w", b.Name, a.Arch, err)
 	}

@@ -100,9 +100,18 @@ func (p *Plan) ShortIdentity() string { return p.Identity[:10] }
 // MachineOSBuildName is <machineosconfig>-<short identity>.
 func (p *Plan) MachineOSBuildName(mosc string) string { return mosc + "-" + p.ShortIdentity() }
 
-// Prefetch are the images a build's node image store is to hold first: the base and extensions
+// BuildRequest is what an architecture's build pod is to build: the build fields of its request,
+// the same for the controller's pods and for `mosb render --request-dir`. The pull credentials stay
+// out: a pod reads them from its pull secret's volume.
+func (p *Plan) BuildRequest(a ArchPlan) buildpod.Request {
+	rc := p.Registry
+	rc.PullAuth = nil
+	return buildpod.Request{Build: a.Build, Target: p.Target, Untagged: len(p.Arches) > 1, Registry: rc, Prefetch: p.prefetch()}
+}
+
+// prefetch are the images a build's node image store is to hold first: the base and extensions
 // images, by digest only (a tag could name another image by the time the build pulls it).
-func (p *Plan) Prefetch() []string {
+func (p *Plan) prefetch() []string {
 	var out []string
 	for _, img := range []string{p.BaseImage, p.ExtensionsImage} {
 		if img != "" && registry.ValidateDigestPullspec(img) == nil {

@@ -74,13 +74,8 @@ policy.json the build pod gets. Invalid input exits 2 with the message a conditi
 // writeRequest lays out the build pod's request volume of the plan's first architecture, as the
 // controller makes it (pull credentials stay out: the worker reads them from a secret directory).
 func writeRequest(stderr io.Writer, plan *pipeline.Plan, dir string) error {
-	regCfg := plan.Registry
-	regCfg.PullAuth = nil
 	a := plan.Arches[0]
-	err := buildpod.WriteRequest(dir, buildpod.Request{
-		Build: a.Build, Target: plan.Target, Untagged: len(plan.Arches) > 1, Registry: regCfg, Prefetch: plan.Prefetch(),
-	})
-	if err != nil {
+	if err := buildpod.WriteRequest(dir, plan.BuildRequest(a)); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "mosb: the %s build request is in %s: mosb worker --request %s --push-secret DIR [--pull-secret DIR] builds it\n", a.Arch, dir, dir)
