@@ -175,6 +175,7 @@ func (e *Engine) BuildImage(ctx context.Context, b buildpod.ArchBuild, rc buildp
 	if err != nil {
 		return fail(err)
 	}
+	out := newNoSpaceWatch(e.out)
 	tag := "localhost/mosb-build/" + randomName() + ":" + b.Arch
 	epoch := Epoch
 	opts := define.BuildOptions{
@@ -196,9 +197,9 @@ func (e *Engine) BuildImage(ctx context.Context, b buildpod.ArchBuild, rc buildp
 		SignaturePolicyPath:     policyPath,
 		MaxPullPushRetries:      3,
 		PullPushRetryDelay:      2 * time.Second,
-		Out:                     e.out,
-		Err:                     e.out,
-		ReportWriter:            e.out,
+		Out:                     out,
+		Err:                     out,
+		ReportWriter:            out,
 		CommonBuildOpts: &define.CommonBuildOptions{
 			// As root, buildah raises RLIMIT_NOFILE/NPROC to 1048576, which fails without
 			// CAP_SYS_RESOURCE; asking for what we already have always works.
@@ -231,7 +232,7 @@ func (e *Engine) BuildImage(ctx context.Context, b buildpod.ArchBuild, rc buildp
 	}
 	imageID, _, err := imagebuildah.BuildDockerfiles(ctx, e.store, opts, containerfile)
 	if err != nil {
-		return fail(fmt.Errorf("building %s image: %w", b.Arch, err))
+		return fail(e.storageFull(fmt.Errorf("building %s image: %w", b.Arch, err), out))
 	}
 	defer func() {
 		// The tag is ours alone; dropping it lets storage reclaim the image while the intermediate
@@ -261,7 +262,7 @@ func (e *Engine) BuildImage(ctx context.Context, b buildpod.ArchBuild, rc buildp
 		}
 	}
 	if _, _, err := buildah.Push(ctx, imageID, dest, pushOpts); err != nil {
-		return fail(fmt.Errorf("exporting %s image to an OCI layout: %w", b.Arch, err))
+		return fail(e.storageFull(fmt.Errorf("exporting %s image to an OCI layout: %w", b.Arch, err), nil))
 	}
 	img, err := layoutImage(layoutDir)
 	if err != nil {

@@ -27,7 +27,11 @@ func ClassifyError(err error) (reason string, retryable bool) {
 	var unauthorized docker.ErrUnauthorizedForCredentials
 	var netErr net.Error
 	untrusted := errors.As(err, &unknownCA) || errors.As(err, &certInvalid) || errors.As(err, &hostname) || errors.As(err, &tlsVerify)
+	var storageFull *StorageFullError
 	switch {
+	case errors.As(err, &storageFull):
+		// The same inputs in the same storage fail the same way.
+		return buildpod.ReasonBuildStorageFull, false
 	case errors.Is(err, context.Canceled):
 		return buildpod.ReasonInterrupted, true
 	case untrusted:
@@ -69,6 +73,7 @@ func Describe(reason string, err error) string {
 		buildpod.ReasonBaseImageUnavailable:     "the base image could not be pulled",
 		buildpod.ReasonRegistryBlocked:          "the cluster's image policy refuses a registry",
 		buildpod.ReasonBuildFailed:              "the Containerfile did not build",
+		buildpod.ReasonBuildStorageFull:         "the build ran out of storage",
 		buildpod.ReasonInterrupted:              "the build was stopped",
 		buildpod.ReasonCertificateUntrusted:     "a registry's TLS certificate is not trusted; add its CA to image.config.openshift.io/cluster spec.additionalTrustedCA (a ConfigMap in openshift-config, key host..port)",
 		buildpod.ReasonInsecureRegistryRequired: "a registry answers plain HTTP; list it in image.config.openshift.io/cluster spec.registrySources.insecureRegistries if that is intended",

@@ -20,7 +20,7 @@ const (
 	ReasonImageMissing = "ImageMissing"
 	// ReasonRegistryUnresponsive: a registry did not answer one of the controller's calls within
 	// --registry-timeout; ReasonRegistryError: it answered with an error that may pass.
-	ReasonRegistryUnresponsive = "RegistryUnresponsive"
+	ReasonRegistryUnresponsive = buildpod.ReasonRegistryUnresponsive
 	ReasonRegistryError        = "RegistryError"
 	ReasonNoBuild              = "NoBuild"
 	ReasonAsExpected           = "AsExpected"

@@ -18,6 +18,12 @@ const (
 	ReasonCertificateUntrusted = "RegistryCertificateUntrusted"
 	// ReasonInsecureRegistryRequired: a registry answers plain HTTP but is not listed as insecure.
 	ReasonInsecureRegistryRequired = "InsecureRegistryRequired"
+	// ReasonRegistryUnresponsive: a registry stopped answering (no connection, no response, or a
+	// transfer that made no progress) beyond the registry bounds, retries included.
+	ReasonRegistryUnresponsive = "RegistryUnresponsive"
+	// ReasonBuildStorageFull: the build's storage (the build root, or the build pod's volume) ran
+	// out of space while pulling, in a RUN, committing a step or writing the image.
+	ReasonBuildStorageFull = "BuildStorageFull"
 )
 
 // Failure is what `mosb worker` writes to its termination message when it fails: without
