@@ -20,6 +20,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/mosb-dev/mosb/registry/bounds"
 )
 
 // Client makes the few registry calls mosb needs, honouring a Config: mirrors for pulls,
@@ -30,6 +32,8 @@ type Client struct {
 	keychain  authn.Keychain
 	config    *Config
 	transport *hostTransport
+	bounds    bounds.Bounds
+	watched   http.RoundTripper
 	userAgent string
 	retry     retryPolicy
 
@@ -74,6 +78,10 @@ func WithRetry(maxTries int, initial, maxElapsed time.Duration) Option {
 	}
 }
 
+// WithBounds holds every request to b: connecting, waiting for an answer, a transfer without
+// progress (zero fields: the defaults, which apply without this option too).
+func WithBounds(b bounds.Bounds) Option { return func(c *Client) { c.bounds = b } }
+
 // WithUserAgent sets the User-Agent of registry requests.
 func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
 
@@ -90,6 +98,7 @@ func NewClient(opts ...Option) *Client {
 		o(c)
 	}
 	c.transport.config = c.config
+	c.watched = bounds.Watch(c.transport, c.bounds)
 	return c
 }
 
@@ -334,7 +343,7 @@ func (c *Client) remoteOptions(ctx context.Context) []remote.Option {
 	return []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(c.keychain),
-		remote.WithTransport(c.transport),
+		remote.WithTransport(c.watched),
 		remote.WithUserAgent(c.userAgent),
 		// Our own backoff decides about retries; ggcr's would multiply the attempts.
 		remote.WithRetryStatusCodes(),

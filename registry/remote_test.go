@@ -23,6 +23,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	configv1 "github.com/openshift/api/config/v1"
+	"go.uber.org/goleak"
+
+	"github.com/mosb-dev/mosb/registry/bounds"
 )
 
 const (
@@ -467,5 +470,39 @@ func TestNoCredentialsOverPlainHTTPUnlessInsecure(t *testing.T) {
 	cfg, _ := NewConfig(ConfigSources{Image: imageConfig(configv1.RegistrySources{InsecureRegistries: []string{host}}, "")})
 	if _, err := NewClient(keys, WithConfig(cfg), fastRetry()).ResolveDigest(t.Context(), host+"/os/base:v1"); err != nil {
 		t.Fatalf("listed as insecure, plain HTTP is allowed: %v", err)
+	}
+}
+
+// A registry that accepts requests and never answers ends the controller's check within the
+// bounds (retries included), as an unresponsive registry rather than "gone", and leaves no
+// goroutine behind.
+func TestAHungRegistryEndsWithinTheBounds(t *testing.T) {
+	opt := goleak.IgnoreCurrent()
+	release := make(chan struct{})
+	hung := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(func() {
+		close(release)
+		hung.Close()
+		goleak.VerifyNone(t, opt)
+	})
+	host := strings.TrimPrefix(hung.URL, "https://")
+	b := bounds.Bounds{Connect: time.Second, Response: 300 * time.Millisecond, Stall: 300 * time.Millisecond}
+	c := NewClient(trustTestServers(t), WithRetry(3, 10*time.Millisecond, 5*time.Second), WithBounds(b))
+	start := time.Now()
+	ok, err := c.DigestExists(t.Context(), host+"/os/base@"+dgA)
+	if ok || err == nil {
+		t.Fatalf("a hung registry: %v, %v", ok, err)
+	}
+	u, isUnresponsive := bounds.AsUnresponsive(err)
+	if !isUnresponsive || u.Registry != host || u.Phase != bounds.PhaseResponse {
+		t.Fatalf("want the registry named as unresponsive, got %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("three attempts of a %s bound took %s", b.Response, d)
 	}
 }

@@ -65,6 +65,12 @@ func (t *hostTransport) forHost(host string) *http.Transport {
 		cfg.RootCAs = pool
 	}
 	tr.TLSClientConfig = cfg
+	// HTTP/1.1 only, as containers/image speaks: over HTTP/2 every request to a registry shares one
+	// connection, so a transfer cut for being stuck leaves the connection — and each retry on it —
+	// stuck too.
+	tr.ForceAttemptHTTP2 = false
+	cfg.NextProtos = []string{"http/1.1"}
+	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	t.perHost[host] = tr
 	return tr
 }

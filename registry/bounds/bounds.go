@@ -9,6 +9,7 @@
 package bounds
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -125,13 +126,32 @@ func (e *UnresponsiveError) Error() string {
 	return msg
 }
 
-func (e *UnresponsiveError) Unwrap() error { return e.Err }
+// with is a copy of e carrying the error the client saw (which may hold e itself, as the
+// cancellation's cause: a copy keeps the chain from looping).
+func (e *UnresponsiveError) with(err error) *UnresponsiveError {
+	out := *e
+	out.Err = err
+	return &out
+}
+
+// With is a copy of e carrying the error the client saw.
+func (e *UnresponsiveError) With(err error) *UnresponsiveError { return e.with(err) }
+
+// Unwrap is the client's error, except the cancellation the bound itself caused: that would read
+// as a build stopped by its caller.
+func (e *UnresponsiveError) Unwrap() error {
+	if errors.Is(e.Err, context.Canceled) {
+		return nil
+	}
+	return e.Err
+}
 
 // Timeout makes the error a net.Error that timed out, which retry policies treat as transient.
 func (e *UnresponsiveError) Timeout() bool { return true }
 
-// Temporary is part of net.Error.
-func (e *UnresponsiveError) Temporary() bool { return true }
+// Temporary is false so that libraries retrying "temporary" errors on their own (go-containerregistry
+// does) leave the decision to the caller's retry policy, which counts attempts of a whole bound.
+func (e *UnresponsiveError) Temporary() bool { return false }
 
 // AsUnresponsive finds an *UnresponsiveError in err's chain.
 func AsUnresponsive(err error) (*UnresponsiveError, bool) {

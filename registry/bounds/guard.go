@@ -149,9 +149,7 @@ func (g *Guard) Explain(err error) error {
 	if found == nil {
 		return err
 	}
-	out := *found
-	out.Err = err
-	return &out
+	return found.with(err)
 }
 
 // tlsHandshakeTimeout is containers/image's own bound on a TLS handshake.

@@ -71,8 +71,7 @@ func (w *watching) RoundTrip(req *http.Request) (*http.Response, error) {
 		x.finish()
 		cancel(nil)
 		if u := x.tripped(); u != nil {
-			u.Err = err
-			return nil, u
+			return nil, u.with(err)
 		}
 		return nil, err
 	}
@@ -184,8 +183,7 @@ func (d *downloadBody) Read(p []byte) (int, error) {
 	d.x.progress(n)
 	if err != nil && !errors.Is(err, io.EOF) {
 		if u := d.x.tripped(); u != nil {
-			u.Err = err
-			return n, u
+			return n, u.with(err)
 		}
 	}
 	return n, err
