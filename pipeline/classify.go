@@ -2,11 +2,13 @@ package pipeline
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/mosb-dev/mosb/builder/buildpod"
 )
@@ -90,6 +92,10 @@ func classifyFailed(pod *corev1.Pod, term *corev1.ContainerStateTerminated) Outc
 	}
 	switch pod.Status.Reason {
 	case "Evicted":
+		if msg, ok := storageEviction(pod); ok {
+			// The same build under the same limit fills it again.
+			return failed(buildpod.ReasonBuildStorageFull, false, msg)
+		}
 		return failed(ReasonPodEvicted, true, fmt.Sprintf("build pod %s was evicted from node %s: %s", pod.Name, pod.Spec.NodeName, pod.Status.Message))
 	case "DeadlineExceeded":
 		deadline := int64(0)
@@ -108,6 +114,37 @@ func classifyFailed(pod *corev1.Pod, term *corev1.ContainerStateTerminated) Outc
 		return failed(f.Reason, f.Retryable, fmt.Sprintf("build pod %s failed with exit code %d: %s", pod.Name, term.ExitCode, f.Message))
 	}
 	return failed(buildpod.ReasonBuildFailed, false, fmt.Sprintf("build pod %s failed with exit code %d (%s): %s", pod.Name, term.ExitCode, term.Reason, tail(term.Message, 1024)))
+}
+
+// kubelet's messages when it evicts a pod over one of its own storage limits (not for a node
+// short of disk): an emptyDir over its sizeLimit, a container or the whole pod over its
+// ephemeral-storage limit (pkg/kubelet/eviction).
+var (
+	emptyDirEviction  = regexp.MustCompile(`Usage of EmptyDir volume "([^"]*)" exceeds the limit "([^"]*)"`)
+	containerEviction = regexp.MustCompile(`Container (\S+) exceeded its local ephemeral storage limit "([^"]*)"`)
+	podEviction       = regexp.MustCompile(`Pod ephemeral local storage usage exceeds the total limit of containers ([0-9.]+[A-Za-z]*)`)
+)
+
+// storageEviction is the message for a build pod evicted because the build outgrew its storage
+// limit, ok false when the eviction was for something else.
+func storageEviction(pod *corev1.Pod) (msg string, ok bool) {
+	var what, limit string
+	if m := emptyDirEviction.FindStringSubmatch(pod.Status.Message); m != nil {
+		what, limit = fmt.Sprintf("its volume %q outgrew its size limit %s", m[1], m[2]), m[2]
+	} else if m := containerEviction.FindStringSubmatch(pod.Status.Message); m != nil {
+		what, limit = fmt.Sprintf("its container %s outgrew its ephemeral-storage limit %s", m[1], m[2]), m[2]
+	} else if m := podEviction.FindStringSubmatch(pod.Status.Message); m != nil {
+		what, limit = fmt.Sprintf("it outgrew its ephemeral-storage limit %s", m[1]), m[1]
+	} else {
+		return "", false
+	}
+	example := "ephemeral-storage=20Gi"
+	if q, err := resource.ParseQuantity(limit); err == nil && q.Sign() > 0 {
+		example = "ephemeral-storage=" + resource.NewQuantity(2*q.Value(), q.Format).String()
+	}
+	return fmt.Sprintf("build pod %s ran out of build storage and was evicted from node %s: %s (kubelet: %s); "+
+		"give the build more with ephemeral-storage in the MachineOSConfig's build resources, the annotations %s and %s (e.g. %s), or the controller's --build-requests and --build-limits",
+		pod.Name, pod.Spec.NodeName, what, strings.TrimSpace(pod.Status.Message), AnnotationBuildLimits, AnnotationBuildRequests, example), true
 }
 
 // terminated is how the build container ended or, when it never ran, how an init container failed.

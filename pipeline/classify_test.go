@@ -96,3 +96,45 @@ func TestRetryBackoffGrowsAndIsBounded(t *testing.T) {
 		t.Errorf("backoff starts at %s and ends at %s", retryBackoff(2), retryBackoff(20))
 	}
 }
+
+// kubelet's eviction messages (pkg/kubelet/eviction) for a pod over one of its own storage limits
+// say the build outgrew its storage: BuildStorageFull, not retried (the same limit fills again),
+// with the pod, the volume or container and the limit kubelet named, and the setting to raise.
+// A node short of disk is another matter: PodEvicted, retried.
+func TestStorageEvictionIsBuildStorageFull(t *testing.T) {
+	cases := []struct {
+		name, message, reason string
+		retryable             bool
+		says                  []string
+	}{
+		{"emptyDir over its size limit", `Usage of EmptyDir volume "work" exceeds the limit "64Mi". `, buildpod.ReasonBuildStorageFull, false,
+			[]string{`volume "work"`, "size limit 64Mi", "ephemeral-storage=128Mi"}},
+		{"container over its ephemeral-storage limit", `Container build exceeded its local ephemeral storage limit "2Gi". `, buildpod.ReasonBuildStorageFull, false,
+			[]string{"container build", "ephemeral-storage limit 2Gi", "ephemeral-storage=4Gi"}},
+		{"pod over its containers' total limit", "Pod ephemeral local storage usage exceeds the total limit of containers 10G. ", buildpod.ReasonBuildStorageFull, false,
+			[]string{"ephemeral-storage limit 10G", "ephemeral-storage=20G"}},
+		{"node short of disk", "The node was low on resource: ephemeral-storage. Threshold quantity: 10Gi, available: 5Gi. Container build was using 12Gi, request is 10Gi, has larger consumption of ephemeral-storage. ",
+			ReasonPodEvicted, true, []string{"evicted from node n1", "low on resource: ephemeral-storage"}},
+		{"node short of memory", "The node was low on resource: memory. ", ReasonPodEvicted, true, []string{"low on resource: memory"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "worker-build-amd64"}, Spec: corev1.PodSpec{NodeName: "n1"},
+				Status: corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted", Message: tc.message}}
+			got := ClassifyPod(pod, pod.Name, time.Unix(10_000, 0), 5*time.Minute)
+			if !got.Done || !got.Failed || got.Reason != tc.reason || got.Retryable != tc.retryable {
+				t.Errorf("got done=%v failed=%v reason=%q retryable=%v, want reason %q retryable %v (%s)",
+					got.Done, got.Failed, got.Reason, got.Retryable, tc.reason, tc.retryable, got.Message)
+			}
+			says := append([]string{"worker-build-amd64", "n1"}, tc.says...)
+			if tc.reason == buildpod.ReasonBuildStorageFull {
+				says = append(says, AnnotationBuildLimits, "--build-limits", strings.TrimSpace(tc.message))
+			}
+			for _, s := range says {
+				if !strings.Contains(got.Message, s) {
+					t.Errorf("the message does not say %q: %s", s, got.Message)
+				}
+			}
+		})
+	}
+}
