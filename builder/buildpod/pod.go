@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
@@ -23,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/mosb-dev/mosb/registry"
+	"github.com/mosb-dev/mosb/registry/bounds"
 )
 
 // The pod placement: one build pod per architecture runs `mosb worker`, which reads its request
@@ -123,6 +125,8 @@ type Request struct {
 	// extensions images).
 	NodeStore *NodeStore
 	Prefetch  []string
+	// RegistryBounds hold the build's registry traffic (zero fields: the defaults).
+	RegistryBounds bounds.Bounds
 }
 
 // NodeStore is the node image store as a build pod uses it.
@@ -146,6 +150,48 @@ type requestDoc struct {
 	CAHosts []string `json:"caHosts,omitempty"`
 	// Prefetch are the images the node image store is to hold before the build.
 	Prefetch []string `json:"prefetch,omitempty"`
+	// RegistryBounds are Go durations ("30s"); absent: the defaults.
+	RegistryBounds *boundsDoc `json:"registryBounds,omitempty"`
+}
+
+type boundsDoc struct {
+	Connect  string `json:"connect,omitempty"`
+	Response string `json:"response,omitempty"`
+	Stall    string `json:"stall,omitempty"`
+}
+
+func newBoundsDoc(b bounds.Bounds) *boundsDoc {
+	if b == (bounds.Bounds{}) {
+		return nil
+	}
+	str := func(d time.Duration) string {
+		if d == 0 {
+			return ""
+		}
+		return d.String()
+	}
+	return &boundsDoc{Connect: str(b.Connect), Response: str(b.Response), Stall: str(b.Stall)}
+}
+
+func (d *boundsDoc) bounds() (bounds.Bounds, error) {
+	var b bounds.Bounds
+	if d == nil {
+		return b, nil
+	}
+	for _, f := range []struct {
+		name, text string
+		into       *time.Duration
+	}{{"connect", d.Connect, &b.Connect}, {"response", d.Response, &b.Response}, {"stall", d.Stall, &b.Stall}} {
+		if f.text == "" {
+			continue
+		}
+		v, err := time.ParseDuration(f.text)
+		if err != nil {
+			return b, fmt.Errorf("the build request's registry bound %s %q is not a duration", f.name, f.text)
+		}
+		*f.into = v
+	}
+	return b, b.Validate()
 }
 
 // Objects returns the request ConfigMap and the build Pod for r. Pure: no I/O. It refuses a
@@ -225,7 +271,7 @@ func Objects(r Request) (*corev1.ConfigMap, *corev1.Pod, error) {
 	}
 	volumes = append(volumes,
 		secretVolume("push-secret", r.PushSecret),
-		corev1.Volume{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+		corev1.Volume{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: workVolume(r.Resources)}})
 	args := []string{
 		"mosb", "worker",
 		"--request=" + RequestDir,
@@ -295,7 +341,7 @@ func (r Request) requestVolume() ([]requestEntry, int, error) {
 	doc := requestDoc{
 		Version: requestVersion, Arch: r.Build.Arch, Target: r.Target, Untagged: r.Untagged, CacheRepo: r.CacheRepo,
 		ContextFiles: slices.Sorted(maps.Keys(r.Build.ContextFiles)), CAHosts: slices.Sorted(maps.Keys(r.Registry.CAs)),
-		Prefetch: r.Prefetch,
+		Prefetch: r.Prefetch, RegistryBounds: newBoundsDoc(r.RegistryBounds),
 	}
 	rawDoc, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
@@ -322,7 +368,8 @@ func (r Request) requestVolume() ([]requestEntry, int, error) {
 
 // WriteRequest lays r's request volume out in dir (which must not exist yet) as a build pod sees
 // it, so that `mosb worker --request dir` runs the controller's build of one architecture on any
-// machine. Only the build fields count (Build, Target, Untagged, Registry, CacheRepo, Prefetch);
+// machine. Only the build fields count (Build, Target, Untagged, Registry, CacheRepo, Prefetch,
+// RegistryBounds);
 // PullAuth is never written: the worker reads credentials from its secret directories.
 func WriteRequest(dir string, r Request) error {
 	if err := r.validateBuild(); err != nil {
@@ -541,6 +588,9 @@ func (r Request) validateBuild() error {
 	if err := registry.ValidateTagPushspec(r.Target); err != nil {
 		return fmt.Errorf("target %q: %w", r.Target, err)
 	}
+	if err := r.RegistryBounds.Validate(); err != nil {
+		return err
+	}
 	if r.CacheRepo != "" {
 		if _, err := registry.NewAuths(map[string]registry.Credential{r.CacheRepo: {}}); err != nil {
 			return fmt.Errorf("cache repository %q is not host[:port]/repository", r.CacheRepo)
@@ -613,6 +663,9 @@ func ReadRequest(dir string) (Request, error) {
 		Untagged:  doc.Untagged,
 		CacheRepo: doc.CacheRepo,
 		Prefetch:  doc.Prefetch,
+	}
+	if r.RegistryBounds, err = doc.RegistryBounds.bounds(); err != nil {
+		return Request{}, err
 	}
 	if r.Build.Containerfile, err = read(containerfileFile); err != nil {
 		return Request{}, err
@@ -779,4 +832,15 @@ func copyInt64(p *int64) *int64 {
 		return nil
 	}
 	return ptr(*p)
+}
+
+// workVolume is the build's emptyDir, as large as the build's ephemeral-storage limit when it has
+// one: nearly everything the build writes lands there, and a kubelet that finds the volume over
+// its limit evicts the pod with a message that names the volume and the limit.
+func workVolume(res corev1.ResourceRequirements) *corev1.EmptyDirVolumeSource {
+	v := &corev1.EmptyDirVolumeSource{}
+	if q, ok := res.Limits[corev1.ResourceEphemeralStorage]; ok {
+		v.SizeLimit = &q
+	}
+	return v
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/registry"
+	"github.com/mosb-dev/mosb/registry/bounds"
 	"github.com/mosb-dev/mosb/test/harness"
 )
 
@@ -215,6 +216,32 @@ func TestPodObjectsPodSpec(t *testing.T) {
 	}
 	if len(mounts) != 7 || len(vols) != 4 {
 		t.Errorf("%d mounts and %d volumes, want 7 and 4", len(mounts), len(vols))
+	}
+}
+
+// The emptyDir is as large as the build's ephemeral-storage limit, so a kubelet evicts a build
+// that outgrows it naming the volume; without a limit it is unbounded.
+func TestPodObjectsWorkVolumeSizeLimit(t *testing.T) {
+	for _, limit := range []string{"", "3Gi"} {
+		r := podRequest(t)
+		if limit != "" {
+			r.Resources.Limits = corev1.ResourceList{corev1.ResourceEphemeralStorage: resource.MustParse(limit), corev1.ResourceMemory: resource.MustParse("1Gi")}
+		}
+		_, pod := podObjects(t, r)
+		var work *corev1.EmptyDirVolumeSource
+		for _, v := range pod.Spec.Volumes {
+			if v.Name == "work" {
+				work = v.EmptyDir
+			}
+		}
+		switch {
+		case work == nil:
+			t.Fatal("no work emptyDir")
+		case limit == "" && work.SizeLimit != nil:
+			t.Errorf("no ephemeral-storage limit, but the emptyDir is limited to %s", work.SizeLimit)
+		case limit != "" && (work.SizeLimit == nil || work.SizeLimit.String() != limit):
+			t.Errorf("ephemeral-storage limit %s, emptyDir sizeLimit %v", limit, work.SizeLimit)
+		}
 	}
 }
 
@@ -614,6 +641,7 @@ func TestPodRequestRoundTrip(t *testing.T) {
 func TestWriteRequestIsWhatThePodMounts(t *testing.T) {
 	r := podRequest(t)
 	r.Prefetch = []string{"registry.example.com/os/base@sha256:" + strings.Repeat("a", 64)}
+	r.RegistryBounds = bounds.Bounds{Response: 90 * time.Second, Stall: 1500 * time.Millisecond}
 	cm, pod := podObjects(t, r)
 	mounted := filepath.Join(t.TempDir(), "mounted")
 	materializeConfigMap(t, mounted, cm, pod)
@@ -632,8 +660,8 @@ func TestWriteRequestIsWhatThePodMounts(t *testing.T) {
 	if !reflect.DeepEqual(fromDir, fromPod) {
 		t.Errorf("written request reads back as\n%+v\nthe pod's as\n%+v", fromDir, fromPod)
 	}
-	if len(fromDir.Prefetch) != 1 || len(fromDir.Build.ContextFiles) == 0 || len(fromDir.Registry.CAs) == 0 {
-		t.Errorf("the request lost its prefetch, context files or CAs: %+v", fromDir)
+	if len(fromDir.Prefetch) != 1 || len(fromDir.Build.ContextFiles) == 0 || len(fromDir.Registry.CAs) == 0 || fromDir.RegistryBounds != r.RegistryBounds {
+		t.Errorf("the request lost its prefetch, context files, CAs or registry bounds: %+v", fromDir)
 	}
 
 	// Nothing is written over an existing directory, nor for a request the worker would refuse.
@@ -658,6 +686,12 @@ func TestReadPodRequestRefusesMalformed(t *testing.T) {
 		"no request.json": func(t *testing.T, dir string) { rm(t, dir, "request.json") },
 		"not JSON":        func(t *testing.T, dir string) { overwrite(t, dir, "request.json", "STEP 1/2: FROM") },
 		"other version":   func(t *testing.T, dir string) { editDoc(t, dir, func(d map[string]any) { d["version"] = 2 }) },
+		"bound not a duration": func(t *testing.T, dir string) {
+			editDoc(t, dir, func(d map[string]any) { d["registryBounds"] = map[string]any{"stall": "soon"} })
+		},
+		"negative bound": func(t *testing.T, dir string) {
+			editDoc(t, dir, func(d map[string]any) { d["registryBounds"] = map[string]any{"connect": "-1s"} })
+		},
 		"escaping context": func(t *testing.T, dir string) {
 			editDoc(t, dir, func(d map[string]any) { d["contextFiles"] = []string{"../../request.json"} })
 		},
