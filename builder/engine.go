@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	ggcrlayout "github.com/google/go-containerregistry/pkg/v1/layout"
 	specsv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/common/libimage"
 	"go.podman.io/image/v5/docker/reference"
 	ocilayout "go.podman.io/image/v5/oci/layout"
 	"go.podman.io/image/v5/types"
@@ -26,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mosb-dev/mosb/builder/buildpod"
+	"github.com/mosb-dev/mosb/registry/bounds"
 )
 
 // Engine builds images with buildah over a containers/storage root it owns. Storage, registry
@@ -39,12 +41,14 @@ type Engine struct {
 	store   storage.Store
 	storage StorageChoice
 	out     io.Writer
+	bounds  bounds.Bounds
 }
 
 type engineOptions struct {
 	driver     string
 	imageStore string
 	out        io.Writer
+	bounds     bounds.Bounds
 }
 
 // Option configures an Engine.
@@ -61,6 +65,11 @@ func WithImageStore(dir string) Option { return func(o *engineOptions) { o.image
 
 // WithProgress sends buildah's step-by-step output (STEP 1/5: FROM …) and push progress to w.
 func WithProgress(w io.Writer) Option { return func(o *engineOptions) { o.out = w } }
+
+// WithRegistryBounds holds the build's registry traffic to b (zero fields: the defaults, which
+// apply without this option too): pulls of the images the Containerfile names, cache pulls and
+// pushes, and reading the base image's layers for the push.
+func WithRegistryBounds(b bounds.Bounds) Option { return func(o *engineOptions) { o.bounds = b } }
 
 // New opens (creating when needed) a build root: storage, blob-info cache and per-build scratch space.
 func New(root string, opts ...Option) (*Engine, error) {
@@ -81,7 +90,7 @@ func New(root string, opts ...Option) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{root: root, store: store, storage: choice, out: o.out}, nil
+	return &Engine{root: root, store: store, storage: choice, out: o.out, bounds: o.bounds.OrDefault()}, nil
 }
 
 // Storage is the driver the engine runs with (and why, when it fell back to vfs).
@@ -111,12 +120,17 @@ type Built struct {
 	// hold them); base reads them from the base's registry if the push needs them.
 	reusing *reusingImage
 	base    *baseSource
+	// guard relays containers/image's registry traffic for the build and the push (base layers).
+	guard *bounds.Guard
 }
 
 // Release removes what the build left on disk besides storage (which is kept as the layer cache).
 func (b *Built) Release() error {
 	if b.base != nil {
 		_ = b.base.Close()
+	}
+	if b.guard != nil {
+		_ = b.guard.Close()
 	}
 	return os.RemoveAll(b.dir)
 }
@@ -166,6 +180,10 @@ func (e *Engine) BuildImage(ctx context.Context, b buildpod.ArchBuild, rc buildp
 	if err != nil {
 		return fail(err)
 	}
+	if built.guard, err = bounds.NewGuard(e.bounds); err != nil {
+		return fail(err)
+	}
+	sys.DockerProxy = built.guard.Proxy
 	contextDir := filepath.Join(dir, "context")
 	containerfile, err := writeContext(contextDir, b)
 	if err != nil {
@@ -230,9 +248,12 @@ func (e *Engine) BuildImage(ctx context.Context, b buildpod.ArchBuild, rc buildp
 			return fail(err)
 		}
 	}
+	if err := e.pullFirst(ctx, b, sys, policyPath, built.guard, out); err != nil {
+		return fail(e.storageFull(fmt.Errorf("building %s image: %w", b.Arch, err), out))
+	}
 	imageID, _, err := imagebuildah.BuildDockerfiles(ctx, e.store, opts, containerfile)
 	if err != nil {
-		return fail(e.storageFull(fmt.Errorf("building %s image: %w", b.Arch, err), out))
+		return fail(e.storageFull(fmt.Errorf("building %s image: %w", b.Arch, built.guard.Explain(err)), out))
 	}
 	defer func() {
 		// The tag is ours alone; dropping it lets storage reclaim the image while the intermediate
@@ -242,7 +263,7 @@ func (e *Engine) BuildImage(ctx context.Context, b buildpod.ArchBuild, rc buildp
 
 	base, err := e.findBase(ctx, sys, imageID)
 	if err != nil {
-		return fail(fmt.Errorf("reading the base image of the %s image: %w", b.Arch, err))
+		return fail(fmt.Errorf("reading the base image of the %s image: %w", b.Arch, built.guard.Explain(err)))
 	}
 	layoutDir := filepath.Join(dir, "layout")
 	dest, err := ocilayout.NewReference(layoutDir, b.Arch)
@@ -262,7 +283,7 @@ func (e *Engine) BuildImage(ctx context.Context, b buildpod.ArchBuild, rc buildp
 		}
 	}
 	if _, _, err := buildah.Push(ctx, imageID, dest, pushOpts); err != nil {
-		return fail(e.storageFull(fmt.Errorf("exporting %s image to an OCI layout: %w", b.Arch, err), nil))
+		return fail(e.storageFull(fmt.Errorf("exporting %s image to an OCI layout: %w", b.Arch, built.guard.Explain(err)), out))
 	}
 	img, err := layoutImage(layoutDir)
 	if err != nil {
@@ -284,6 +305,26 @@ func (e *Engine) BuildImage(ctx context.Context, b buildpod.ArchBuild, rc buildp
 	}
 	built.Duration = time.Since(start)
 	return built, nil
+}
+
+// pullFirst pulls the images the Containerfile names (a base image of GBs, mostly) with each
+// layer's progress watched and retries of our own, before buildah would pull them with neither.
+func (e *Engine) pullFirst(ctx context.Context, b buildpod.ArchBuild, sys *types.SystemContext, policyPath string, guard *bounds.Guard, out io.Writer) error {
+	images := pullFirst(b.Containerfile)
+	if len(images) == 0 {
+		return nil
+	}
+	rt, err := libimage.RuntimeFromStore(e.store, &libimage.RuntimeOptions{SystemContext: sys})
+	if err != nil {
+		return err
+	}
+	for _, img := range images {
+		opts := libimage.CopyOptions{SystemContext: sys, SignaturePolicyPath: policyPath, Writer: out, Architecture: b.Arch, OS: "linux"}
+		if err := pullWatched(ctx, rt, img, opts, e.bounds, guard, out); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // systemContext writes the registry configuration into the build's directory and points
@@ -323,7 +364,10 @@ func writeSystemContext(sysDir, root, arch string, rc buildpod.RegistryConfig, c
 			return nil, "", err
 		}
 	}
-	for _, d := range []string{"registries.conf.d", "registries.d", "certs.d"} {
+	// registries.d (signature lookaside) stays absent: containers/image opens that directory on
+	// every image source and leaves the descriptor to the garbage collector, which would hold
+	// a build root's filesystem busy after the build.
+	for _, d := range []string{"registries.conf.d", "certs.d"} {
 		if err := os.MkdirAll(filepath.Join(sysDir, d), 0o700); err != nil {
 			return nil, "", err
 		}

@@ -12,6 +12,7 @@ import (
 	"go.podman.io/image/v5/docker"
 
 	"github.com/mosb-dev/mosb/registry"
+	"github.com/mosb-dev/mosb/registry/bounds"
 
 	"github.com/mosb-dev/mosb/builder/buildpod"
 )
@@ -32,6 +33,8 @@ func ClassifyError(err error) (reason string, retryable bool) {
 	case errors.As(err, &storageFull):
 		// The same inputs in the same storage fail the same way.
 		return buildpod.ReasonBuildStorageFull, false
+	case errors.As(err, new(*bounds.UnresponsiveError)):
+		return buildpod.ReasonRegistryUnresponsive, true
 	case errors.Is(err, context.Canceled):
 		return buildpod.ReasonInterrupted, true
 	case untrusted:
@@ -74,12 +77,19 @@ func Describe(reason string, err error) string {
 		buildpod.ReasonRegistryBlocked:          "the cluster's image policy refuses a registry",
 		buildpod.ReasonBuildFailed:              "the Containerfile did not build",
 		buildpod.ReasonBuildStorageFull:         "the build ran out of storage",
+		buildpod.ReasonRegistryUnresponsive:     "a registry stopped answering",
 		buildpod.ReasonInterrupted:              "the build was stopped",
 		buildpod.ReasonCertificateUntrusted:     "a registry's TLS certificate is not trusted; add its CA to image.config.openshift.io/cluster spec.additionalTrustedCA (a ConfigMap in openshift-config, key host..port)",
 		buildpod.ReasonInsecureRegistryRequired: "a registry answers plain HTTP; list it in image.config.openshift.io/cluster spec.registrySources.insecureRegistries if that is intended",
 	}[reason]
-	if hint == "" {
-		return err.Error()
+	msg := CleanMessage(err)
+	if reason == buildpod.ReasonRegistryUnresponsive {
+		msg += "; check that the registry is up and reachable from where the build runs (and any proxy or load balancer in between); " +
+			"if it is only slow, raise the bound: --registry-connect-timeout, --registry-response-timeout, --registry-stall-timeout " +
+			"(mosb build, or the controller's flags for builds in the cluster)"
 	}
-	return fmt.Sprintf("%s: %v", hint, err)
+	if hint == "" {
+		return msg
+	}
+	return fmt.Sprintf("%s: %s", hint, msg)
 }

@@ -13,13 +13,13 @@ import (
 	"time"
 
 	"go.podman.io/common/libimage"
-	"go.podman.io/common/pkg/config"
 	"go.podman.io/storage"
 	storagetypes "go.podman.io/storage/types"
 	"golang.org/x/sys/unix"
 	"k8s.io/utils/clock"
 
 	"github.com/mosb-dev/mosb/builder/buildpod"
+	"github.com/mosb-dev/mosb/registry/bounds"
 )
 
 // The node image store.
@@ -56,6 +56,8 @@ type ImageStore struct {
 	// Grace protects recently used images from eviction (0: DefaultStoreGrace).
 	Grace time.Duration
 	Clock clock.PassiveClock
+	// Bounds hold the pulls' registry traffic (zero fields: the defaults).
+	Bounds bounds.Bounds
 }
 
 // GraphRoot is the containers/storage graph root an engine reads as its image store.
@@ -101,6 +103,12 @@ func (s ImageStore) Prepare(ctx context.Context, scratch string, images []string
 	if err != nil {
 		return nil, err
 	}
+	guard, err := bounds.NewGuard(s.Bounds)
+	if err != nil {
+		return nil, err
+	}
+	defer guard.Close()
+	sys.DockerProxy = guard.Proxy
 	rt, err := libimage.RuntimeFromStore(store, &libimage.RuntimeOptions{SystemContext: sys})
 	if err != nil {
 		return nil, fmt.Errorf("opening the node image store %s: %w", s.Dir, err)
@@ -114,19 +122,16 @@ func (s ImageStore) Prepare(ctx context.Context, scratch string, images []string
 			continue
 		}
 		start := s.Clock.Now()
-		retries := uint(3)
-		delay := 2 * time.Second
-		pulled, err := rt.Pull(ctx, name, config.PullPolicyMissing, &libimage.PullOptions{CopyOptions: libimage.CopyOptions{
-			SystemContext: sys, SignaturePolicyPath: policy, Writer: out,
-			Architecture: arch, OS: "linux", MaxRetries: &retries, RetryDelay: &delay,
-		}})
+		opts := libimage.CopyOptions{SystemContext: sys, SignaturePolicyPath: policy, Writer: out, Architecture: arch, OS: "linux"}
+		if err := pullWatched(ctx, rt, name, opts, s.Bounds, guard, out); err != nil {
+			return report, fmt.Errorf("node image store: %w", err)
+		}
+		pulled, _, err := rt.LookupImage(name, &libimage.LookupImageOptions{Architecture: arch, OS: "linux"})
 		if err != nil {
-			return report, fmt.Errorf("pulling %s into the node image store: %w", name, err)
+			return report, fmt.Errorf("%s was pulled into the node image store but is not found there: %w", name, err)
 		}
 		report.Pulled = append(report.Pulled, name)
-		for _, img := range pulled {
-			report.IDs = append(report.IDs, img.ID())
-		}
+		report.IDs = append(report.IDs, pulled.ID())
 		fmt.Fprintf(out, "mosb: pulled %s into the node image store in %s\n", name, s.Clock.Since(start).Round(10*time.Millisecond))
 	}
 	for _, id := range report.IDs {
