@@ -68,7 +68,7 @@ func (r *BuildReconciler) baseSize(ctx context.Context, plan *Plan, arch string)
 	defer cancel()
 	opts := append([]registry.Option{
 		registry.WithKeychain(plan.PullAuths.Keychain()), registry.WithConfig(plan.Config),
-		registry.WithRetry(3, time.Second, baseSizeTimeout),
+		registry.WithRetry(3, time.Second, baseSizeTimeout), registry.WithBounds(r.RegistryBounds),
 	}, r.registryOptions...)
 	size, err = registry.NewClient(opts...).CompressedSize(lookup, plan.BaseImage, v1.Platform{OS: "linux", Architecture: arch})
 

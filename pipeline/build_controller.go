@@ -27,6 +27,7 @@ import (
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
 	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/registry"
+	"github.com/mosb-dev/mosb/registry/bounds"
 )
 
 // Labels mosb puts on what it creates, so a MachineOSConfig finds its builds and pods.
@@ -74,6 +75,9 @@ type BuildReconciler struct {
 	// RegistryTimeout bounds each of the controller's own registry operations, retries included
 	// (0: DefaultRegistryTimeout).
 	RegistryTimeout time.Duration
+	// RegistryBounds hold every registry request of the controller and of its build pods:
+	// connecting, waiting for an answer, a transfer without progress (zero fields: the defaults).
+	RegistryBounds bounds.Bounds
 	// NodeStore is the node image store build pods share (nil: none, every build pulls its base).
 	NodeStore *buildpod.NodeStore
 	// BuildResources are the build pods' default requests and limits (--build-requests,
@@ -645,6 +649,7 @@ func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan,
 	req.PullSecret = plan.PullSecretName
 	req.PushSecret = plan.PushSecretName
 	req.BuilderImage = r.BuilderImage
+	req.RegistryBounds = r.RegistryBounds
 	req.ActiveDeadlineSeconds = deadline
 	req.HostNetwork = r.HostNetwork
 	req.NodeSelector = p.NodeSelector
@@ -689,7 +694,7 @@ func (r *BuildReconciler) publish(ctx context.Context, plan *Plan, results map[s
 }
 
 func (r *BuildReconciler) pushClient(plan *Plan) *registry.Client {
-	return registry.NewClient(registry.WithKeychain(plan.PushAuths.Keychain()), registry.WithConfig(plan.Config))
+	return registry.NewClient(registry.WithKeychain(plan.PushAuths.Keychain()), registry.WithConfig(plan.Config), registry.WithBounds(r.RegistryBounds))
 }
 
 // imageExists asks the registry it was pushed to, with the push credentials (they can read what
@@ -702,7 +707,7 @@ func (r *BuildReconciler) imageExists(ctx context.Context, plan *Plan, pullspec 
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.registryTimeout())
 	defer cancel()
-	return registry.NewClient(registry.WithKeychain(plan.PushAuths.Keychain()), registry.WithConfig(cfg)).DigestExists(ctx, pullspec)
+	return registry.NewClient(registry.WithKeychain(plan.PushAuths.Keychain()), registry.WithConfig(cfg), registry.WithBounds(r.RegistryBounds)).DigestExists(ctx, pullspec)
 }
 
 // DefaultRegistryTimeout bounds each registry operation of the controller (checking an image,
@@ -722,6 +727,10 @@ func (r *BuildReconciler) registryTimeout() time.Duration {
 func (r *BuildReconciler) registryProblem(err error) (reason, message string) {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return ReasonRegistryUnresponsive, fmt.Sprintf("no answer within %s (%v); check that the registry is up and that the controller reaches it (--registry-timeout sets the bound)", r.registryTimeout(), err)
+	}
+	if _, ok := bounds.AsUnresponsive(err); ok {
+		// The message names the registry, the operation, the bound and its flag.
+		return ReasonRegistryUnresponsive, err.Error()
 	}
 	return ReasonRegistryError, err.Error()
 }

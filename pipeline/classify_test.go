@@ -1,6 +1,9 @@
 package pipeline
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mosb-dev/mosb/builder/buildpod"
+	"github.com/mosb-dev/mosb/registry/bounds"
 )
 
 // Pod statuses as kubelet records them for each way a build pod ends.
@@ -134,6 +138,30 @@ func TestStorageEvictionIsBuildStorageFull(t *testing.T) {
 				if !strings.Contains(got.Message, s) {
 					t.Errorf("the message does not say %q: %s", s, got.Message)
 				}
+			}
+		})
+	}
+}
+
+// A controller's registry call cut by the registry bounds says RegistryUnresponsive with the
+// registry, the operation and the bound; one cut by --registry-timeout names that flag; any other
+// error is a RegistryError.
+func TestRegistryProblem(t *testing.T) {
+	r := &BuildReconciler{}
+	cut := &bounds.UnresponsiveError{Registry: "reg.example:5000", Op: "checking reg.example:5000/os/x@sha256:ab", Phase: bounds.PhaseResponse, Waited: 3 * time.Second}
+	for _, tc := range []struct {
+		name         string
+		err          error
+		reason, says string
+	}{
+		{"a registry bound", fmt.Errorf("checking the image: %w", cut), ReasonRegistryUnresponsive, "registry reg.example:5000 is unresponsive: no answer within 3s while checking"},
+		{"the overall timeout", fmt.Errorf("checking the image: %w", context.DeadlineExceeded), ReasonRegistryUnresponsive, "--registry-timeout"},
+		{"an answer", errors.New("HTTP 500"), ReasonRegistryError, "HTTP 500"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reason, msg := r.registryProblem(tc.err)
+			if reason != tc.reason || !strings.Contains(msg, tc.says) {
+				t.Errorf("%s: %q, want %s saying %q", reason, msg, tc.reason, tc.says)
 			}
 		})
 	}

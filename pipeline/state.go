@@ -19,11 +19,14 @@ const (
 	ReasonBuilding     = "Building"
 	ReasonImageMissing = "ImageMissing"
 	// ReasonRegistryUnresponsive: a registry did not answer one of the controller's calls within
-	// --registry-timeout; ReasonRegistryError: it answered with an error that may pass.
+	// --registry-timeout or the registry bounds, or a build pod's; ReasonRegistryError: it answered
+	// with an error that may pass.
 	ReasonRegistryUnresponsive = buildpod.ReasonRegistryUnresponsive
 	ReasonRegistryError        = "RegistryError"
-	ReasonNoBuild              = "NoBuild"
-	ReasonAsExpected           = "AsExpected"
+	// ReasonBuildStorageFull: the build ran out of storage (its pod's volume, or the node's disk).
+	ReasonBuildStorageFull = buildpod.ReasonBuildStorageFull
+	ReasonNoBuild          = "NoBuild"
+	ReasonAsExpected       = "AsExpected"
 )
 
 // BuildPhase is where a MachineOSBuild is in its life.

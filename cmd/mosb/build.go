@@ -18,6 +18,7 @@ import (
 	"github.com/mosb-dev/mosb/builder"
 	"github.com/mosb-dev/mosb/pipeline"
 	"github.com/mosb-dev/mosb/registry"
+	"github.com/mosb-dev/mosb/registry/bounds"
 )
 
 func newBuildCommand() *cobra.Command {
@@ -28,6 +29,7 @@ func newBuildCommand() *cobra.Command {
 		output    string
 		root      string
 		driver    string
+		limits    bounds.Bounds
 	)
 	cmd := &cobra.Command{
 		Use:   "build -f machineosconfig.yaml",
@@ -44,6 +46,9 @@ or the push failed.`,
 				return invalid("-o %q: the only output format is yaml", output)
 			}
 			f.arches = arches
+			if err := checkRegistryBounds(limits); err != nil {
+				return err
+			}
 			plan, err := prepare(f, true)
 			if err != nil {
 				return err
@@ -51,7 +56,7 @@ or the push failed.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			progress := cmd.ErrOrStderr()
-			res, err := runBuild(ctx, plan, buildSettings{root: root, driver: driver, cacheRepo: cacheRepo, progress: progress})
+			res, err := runBuild(ctx, plan, buildSettings{root: root, driver: driver, cacheRepo: cacheRepo, progress: progress, bounds: limits})
 			if err != nil {
 				return err
 			}
@@ -68,6 +73,7 @@ or the push failed.`,
 	fl.StringVar(&cacheRepo, "cache-repo", "", "a repository for intermediate layers shared across builds (buildah --cache-to/--cache-from); the push credentials must reach it")
 	fl.StringVarP(&output, "output", "o", "", "yaml: print the MachineOSConfig with status.currentImagePullspec instead of the pullspec")
 	fl.StringVar(&root, "root", defaultBuildRoot(), "where image storage and the layer cache live")
+	addRegistryBoundFlags(fl, &limits, "for every pull and push of the build")
 	fl.StringVar(&driver, "storage-driver", builder.DriverAuto, "containers/storage driver: overlay or vfs (default: overlay, vfs where an overlay mount is impossible, said in the output)")
 	return cmd
 }
@@ -82,11 +88,12 @@ func defaultBuildRoot() string {
 type buildSettings struct {
 	root, driver, cacheRepo string
 	progress                io.Writer
+	bounds                  bounds.Bounds
 }
 
 // runBuild builds a plan in-process and pushes it with the push credentials only.
 func runBuild(ctx context.Context, plan *pipeline.Plan, s buildSettings) (*builder.Result, error) {
-	engine, err := builder.New(s.root, builder.WithStorageDriver(s.driver), builder.WithProgress(s.progress))
+	engine, err := builder.New(s.root, builder.WithStorageDriver(s.driver), builder.WithProgress(s.progress), builder.WithRegistryBounds(s.bounds))
 	if err != nil {
 		return nil, err
 	}
@@ -105,11 +112,11 @@ func runBuild(ctx context.Context, plan *pipeline.Plan, s buildSettings) (*build
 			return nil, err
 		}
 	}
-	pusher := registry.NewClient(registry.WithKeychain(plan.PushAuths.Keychain()), registry.WithConfig(plan.Config))
+	pusher := registry.NewClient(registry.WithKeychain(plan.PushAuths.Keychain()), registry.WithConfig(plan.Config), registry.WithBounds(s.bounds))
 	fmt.Fprintf(s.progress, "mosb: building %s for %s\n", plan.Target, strings.Join(plan.ArchNames(), ", "))
 	res, err := engine.Build(ctx, req, pusher)
 	if err != nil {
-		return nil, err
+		return nil, newBuildFailure(err)
 	}
 	for _, a := range res.Arches {
 		fmt.Fprintf(s.progress, "mosb: %s built in %s: %s\n", a.Arch, a.BuildDuration.Round(1e7), a.Pullspec)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/pipeline"
+	"github.com/mosb-dev/mosb/registry/bounds"
 )
 
 type controllerOptions struct {
@@ -31,6 +32,7 @@ type controllerOptions struct {
 	builderImage     string
 	buildTimeout     time.Duration
 	registryTimeout  time.Duration
+	registryBounds   bounds.Bounds
 	hostNetwork      bool
 	metricsAddr      string
 	probeAddr        string
@@ -67,6 +69,7 @@ func newControllerCommand() *cobra.Command {
 	fl.StringVar(&o.builderImage, "builder-image", "", "the mosb image build pods run (default: in a pod with POD_NAME and POD_NAMESPACE set, the image of its container \"controller\")")
 	fl.DurationVar(&o.buildTimeout, "build-timeout", time.Hour, "the longest a build pod may run (activeDeadlineSeconds)")
 	fl.DurationVar(&o.registryTimeout, "registry-timeout", pipeline.DefaultRegistryTimeout, "the longest one of the controller's own registry operations (checking an image, pushing an index) may take, retries included")
+	addRegistryBoundFlags(fl, &o.registryBounds, "for the controller's own registry calls and its build pods' pulls and pushes")
 	fl.BoolVar(&o.hostNetwork, "host-network", false, "run build pods on the node's network (single-node dev clusters without a pod network)")
 	fl.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "where /metrics is served; 0 disables it")
 	fl.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "where /healthz and /readyz are served; 0 disables them")
@@ -140,6 +143,9 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 	if o.maxRetries < 0 || o.succeededHistory < 0 || o.failedHistory < 0 || o.workers < 1 {
 		return invalid("--max-retries, --succeeded-history and --failed-history must not be negative, --workers at least 1")
 	}
+	if err := checkRegistryBounds(o.registryBounds); err != nil {
+		return err
+	}
 	if o.registryTimeout <= 0 {
 		return invalid("--registry-timeout %s: want a positive duration, such as 30s", o.registryTimeout)
 	}
@@ -179,6 +185,7 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 		BuilderImage:     builderImage,
 		BuildTimeout:     o.buildTimeout,
 		RegistryTimeout:  o.registryTimeout,
+		RegistryBounds:   o.registryBounds,
 		DefaultArch:      runtime.GOARCH,
 		BuilderVersion:   builderVersion(),
 		HostNetwork:      o.hostNetwork,

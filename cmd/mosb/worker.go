@@ -103,7 +103,7 @@ func prepareNodeStore(ctx context.Context, s workerSettings, stderr io.Writer) e
 		}
 	}
 	defer os.RemoveAll(scratch)
-	store := builder.ImageStore{Dir: s.store, Budget: s.storeBudget}
+	store := builder.ImageStore{Dir: s.store, Budget: s.storeBudget, Bounds: req.RegistryBounds}
 	report, err := store.Prepare(ctx, scratch, req.Prefetch, req.Build.Arch, rc, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "mosb: WARNING: the node image store %s was not prepared, the build pulls its base itself: %v\n", s.store, oneLine{err})
@@ -138,7 +138,7 @@ func runWorker(ctx context.Context, s workerSettings, stdout, stderr io.Writer) 
 			return fmt.Errorf("creating TMPDIR: %w", err)
 		}
 	}
-	opts := []builder.Option{builder.WithStorageDriver(s.driver), builder.WithProgress(stderr)}
+	opts := []builder.Option{builder.WithStorageDriver(s.driver), builder.WithProgress(stderr), builder.WithRegistryBounds(in.req.RegistryBounds)}
 	if s.store != "" {
 		store := builder.ImageStore{Dir: s.store}
 		opts = append(opts, builder.WithImageStore(store.GraphRoot()))
@@ -173,7 +173,7 @@ func runWorker(ctx context.Context, s workerSettings, stdout, stderr io.Writer) 
 	}
 	// The push credentials go to the publisher and nowhere else: the build's pulls and RUN steps
 	// see the pull secret only (and a cache repository's own entry, when one is set).
-	pusher := registry.NewClient(registry.WithKeychain(in.pushAuths.Keychain()), registry.WithConfig(in.pushCfg))
+	pusher := registry.NewClient(registry.WithKeychain(in.pushAuths.Keychain()), registry.WithConfig(in.pushCfg), registry.WithBounds(in.req.RegistryBounds))
 	mode := "tagged"
 	if in.req.Untagged {
 		mode = "by digest only"
