@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Proxy forwards TCP connections to a registry, so a test can make the registry vanish in the
@@ -24,6 +25,28 @@ type Proxy struct {
 	cutOnce sync.Once
 	sent    atomic.Int64
 	hang    bool // accept connections and never answer
+	// Per connection: hold it (forward nothing more that way) once this many bytes went down
+	// (registry to client) or up (client to registry); 0 = never.
+	stallDown, stallUp int64
+	trickle            int // registry-to-client bytes per second; 0 = full speed
+}
+
+// StallDownloadsAfter makes every new connection stop passing the registry's bytes on after n of
+// them, while staying open: a layer download that stops half-way (b).
+func (p *Proxy) StallDownloadsAfter(n int64) { p.setLimits(n, 0, 0) }
+
+// StallUploadsAfter makes every new connection stop taking the client's bytes once it has sent n
+// without an answer in between, while staying open: a blob upload the registry never takes,
+// never answered (c).
+func (p *Proxy) StallUploadsAfter(n int64) { p.setLimits(0, n, 0) }
+
+// Trickle passes the registry's bytes on at bytesPerSecond, steadily (d).
+func (p *Proxy) Trickle(bytesPerSecond int) { p.setLimits(0, 0, bytesPerSecond) }
+
+func (p *Proxy) setLimits(down, up int64, trickle int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stallDown, p.stallUp, p.trickle = down, up, trickle
 }
 
 // StartProxy starts a proxy to target (host:port) and stops it when the test ends.
@@ -119,13 +142,76 @@ func (p *Proxy) forward(client net.Conn) {
 	}
 	p.mu.Lock()
 	p.conns[client], p.conns[upstream] = struct{}{}, struct{}{}
+	down, up, trickle := p.stallDown, p.stallUp, p.trickle
 	p.mu.Unlock()
+	// sinceAnswer counts the client's bytes since the registry last sent any: one request's
+	// worth, so an upload, not a connection's long history of small requests, trips StallUploads.
+	var sinceAnswer atomic.Int64
 	go func() {
-		_, _ = io.Copy(client, upstream)
-		client.Close()
+		_, _ = copyLimited(client, upstream, down, trickle, func(int) { sinceAnswer.Store(0) })
+		if down == 0 {
+			client.Close()
+		}
 	}()
-	_, _ = io.Copy(countingWriter{upstream, p}, client)
-	upstream.Close()
+	held := copyUntil(countingWriter{upstream, p}, client, func(n int) bool { return up > 0 && sinceAnswer.Add(int64(n)) > up })
+	if !held {
+		upstream.Close()
+	}
+}
+
+// copyUntil copies src to dst until src ends (false) or hold says to stop after a read (true:
+// the connection is held open, nothing more passed on; the proxy closes it when the test ends).
+func copyUntil(dst io.Writer, src io.Reader, hold func(n int) bool) bool {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if hold(n) {
+				return true
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return false
+			}
+		}
+		if err != nil {
+			return false
+		}
+	}
+}
+
+// copyLimited copies until src ends, or until after bytes (0: no limit), and then holds: it
+// returns without closing anything, so the connection stays open with nothing more passed on
+// (the proxy closes held connections when the test ends). perSecond > 0 paces the copy; sent
+// is told of every write.
+func copyLimited(dst io.Writer, src io.Reader, after int64, perSecond int, sent func(int)) (int64, error) {
+	buf := make([]byte, 32<<10)
+	if perSecond > 0 {
+		buf = make([]byte, max(perSecond/20, 1)) // twenty steps a second
+	}
+	var n int64
+	for {
+		chunk := buf
+		if after > 0 && after-n < int64(len(chunk)) {
+			chunk = chunk[:after-n]
+		}
+		if after > 0 && len(chunk) == 0 {
+			return n, nil
+		}
+		r, err := src.Read(chunk)
+		if r > 0 {
+			if _, werr := dst.Write(chunk[:r]); werr != nil {
+				return n, werr
+			}
+			sent(r)
+			n += int64(r)
+			if perSecond > 0 {
+				time.Sleep(time.Duration(r) * time.Second / time.Duration(perSecond))
+			}
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }
 
 type countingWriter struct {

@@ -47,7 +47,9 @@
 //
 // ConfigMap and Secret volumes (data and binaryData, items key→path, per-item mode and defaultMode,
 // optional), downwardAPI, projected (configMap, secret, downwardAPI and serviceAccountToken sources)
-// and emptyDir volumes are written to a directory per pod under the work dir. Each container process is
+// and emptyDir volumes are written to a directory per pod under the work dir; an emptyDir with a
+// sizeLimit is a tmpfs of that size (a kubelet would evict the pod that outgrows it; here its writes
+// fail with "no space left on device"). Each container process is
 // started by a re-exec of the running binary (the package's init function recognises it) in a new mount
 // namespace (and a new UTS namespace carrying the pod's hostname unless hostNetwork is set), with every
 // mount made private so nothing propagates back to the host. There the helper bind-mounts each volume

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 
+	"golang.org/x/sys/unix"
+
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -45,6 +47,7 @@ func materialiseVolumes(ctx context.Context, cs kubernetes.Interface, pod *corev
 	for i := range pod.Spec.Volumes {
 		v := &pod.Spec.Volumes[i]
 		dir := filepath.Join(root, v.Name)
+		unmountVolume(dir) // a sized emptyDir of an earlier attempt
 		if err := os.RemoveAll(dir); err != nil {
 			return nil, err
 		}
@@ -52,9 +55,17 @@ func materialiseVolumes(ctx context.Context, cs kubernetes.Interface, pod *corev
 		var err error
 		switch {
 		case v.EmptyDir != nil:
-			// medium Memory and sizeLimit are not honoured: a plain directory under the work dir.
+			// A directory under the work dir; medium Memory is not honoured. A sizeLimit is a
+			// filesystem of that size: where the kubelet evicts a pod whose volume outgrows its
+			// limit, the stand-in's writes fail for lack of space — either way the pod ends for
+			// want of storage, which is what a test of it needs.
 			if err := os.MkdirAll(dir, 0o777); err != nil {
 				return nil, err
+			}
+			if l := v.EmptyDir.SizeLimit; l != nil && !l.IsZero() {
+				if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d", l.Value())); err != nil {
+					return nil, &unsupportedError{msg: fmt.Sprintf("volume %q: cannot mount a %s filesystem for its sizeLimit: %v", v.Name, l, err)}
+				}
 			}
 			if err := os.Chmod(dir, 0o777); err != nil {
 				return nil, err
@@ -278,4 +289,9 @@ func writeVolume(dir string, files []volumeFile, fsGroup *int64) error {
 		}
 		return nil
 	})
+}
+
+// unmountVolume unmounts the filesystem of a sized emptyDir at dir, if one is mounted there.
+func unmountVolume(dir string) {
+	_ = unix.Unmount(dir, unix.MNT_DETACH) // EINVAL: not a mount point
 }

@@ -528,7 +528,12 @@ func causeText(c *stopCause) string {
 
 // cleanup removes the pod's volumes (its Secrets among them); logs stay.
 func (w *podWorker) cleanup() {
-	if err := os.RemoveAll(filepath.Join(w.dir, "volumes")); err != nil {
+	vols := filepath.Join(w.dir, "volumes")
+	entries, _ := os.ReadDir(vols)
+	for _, e := range entries {
+		unmountVolume(filepath.Join(vols, e.Name()))
+	}
+	if err := os.RemoveAll(vols); err != nil {
 		w.log.Error(err, "removing volumes")
 	}
 }
