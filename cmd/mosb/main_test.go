@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,18 +33,42 @@ func runCLIProcess(t *testing.T, args ...string) cliResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], args...)
-	cmd.Env = append(os.Environ(), asCLI+"=1")
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
+	p := startCLIProcess(t, ctx, args...)
+	return p.wait(t)
+}
+
+// cliProcess is mosb running in a process of its own (and a process group of its own).
+type cliProcess struct {
+	cmd         *exec.Cmd
+	out, errOut bytes.Buffer
+	err         error
+	done        chan struct{}
+}
+
+func startCLIProcess(t *testing.T, ctx context.Context, args ...string) *cliProcess {
+	t.Helper()
+	p := &cliProcess{cmd: exec.CommandContext(ctx, os.Args[0], args...), done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), asCLI+"=1")
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.errOut
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting mosb %v: %v", args, err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	return p
+}
+
+// wait is the process's result once it has exited.
+func (p *cliProcess) wait(t *testing.T) cliResult {
+	t.Helper()
+	<-p.done
 	code := 0
 	var exit *exec.ExitError
 	switch {
-	case errors.As(err, &exit):
+	case errors.As(p.err, &exit):
 		code = exit.ExitCode()
-	case err != nil:
-		t.Fatalf("running mosb %v: %v", args, err)
+	case p.err != nil:
+		t.Fatalf("running mosb: %v", p.err)
 	}
-	return cliResult{code: code, stdout: out.String(), stderr: errOut.String()}
+	return cliResult{code: code, stdout: p.out.String(), stderr: p.errOut.String()}
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -143,6 +145,52 @@ func TestBuildGivesUpOnAnUnresponsiveRegistryByDefault(t *testing.T) {
 				t.Errorf("took %s with the default bounds; the promise is five minutes", took)
 			}
 			t.Logf("gave up after %s", took.Round(time.Second))
+		})
+	}
+}
+
+// SIGTERM ends a build stuck on a registry at once and cleanly, whatever it was stuck in (the
+// default bounds would hold it a minute more): exit 1, Interrupted, nothing of the build left in
+// its root — no scratch directory, no mount — and no process of it left running.
+func TestSIGTERMEndsABuildStuckOnARegistry(t *testing.T) {
+	f := newBuildFixture(t, "amd64")
+	for _, c := range unresponsiveCases {
+		t.Run(c.name, func(t *testing.T) {
+			proxy := harness.StartProxy(t, f.reg.Host)
+			f.trust(t, proxy.Host)
+			var p *cliProcess
+			run := func(t *testing.T, args ...string) cliResult {
+				p = startCLIProcess(t, t.Context(), args...)
+				select {
+				case <-proxy.Holding():
+				case <-p.done:
+					t.Fatalf("the build ended before it was stuck:\n%s", p.errOut.String())
+				case <-time.After(2 * time.Minute):
+					t.Fatal("the build never got stuck on the proxy")
+				}
+				_ = p.cmd.Process.Signal(syscall.SIGTERM)
+				select {
+				case <-p.done:
+				case <-time.After(30 * time.Second):
+					_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+					t.Fatal("mosb build did not end within 30s of SIGTERM")
+				}
+				return p.wait(t)
+			}
+			res, _, root, took := runUnresponsiveThrough(t, f, proxy, c, run)
+			if res.code != exitFailed || !strings.Contains(res.stderr, "mosb: "+buildpod.ReasonInterrupted+": ") {
+				t.Errorf("exit %d, want %d and %s:\n%s", res.code, exitFailed, buildpod.ReasonInterrupted, res.stderr)
+			}
+			if left, _ := filepath.Glob(filepath.Join(root, "build-*")); len(left) > 0 {
+				t.Errorf("the interrupted build left %v in its root", left)
+			}
+			if mi, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(mi), root+"/") {
+				t.Errorf("the interrupted build left mounts under its root %s", root)
+			}
+			if err := syscall.Kill(-p.cmd.Process.Pid, 0); !errors.Is(err, syscall.ESRCH) {
+				t.Errorf("a process of the interrupted build is still running (kill -0 of its group: %v)", err)
+			}
+			t.Logf("interrupted after %s", took.Round(time.Second))
 		})
 	}
 }

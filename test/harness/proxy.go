@@ -29,7 +29,17 @@ type Proxy struct {
 	// (registry to client) or up (client to registry); 0 = never.
 	stallDown, stallUp int64
 	trickle            int // registry-to-client bytes per second; 0 = full speed
+	// holding is closed the first time the proxy holds a connection (Hang, StallDownloadsAfter,
+	// StallUploadsAfter): from then on a client is waiting on it.
+	holding     chan struct{}
+	holdingOnce sync.Once
 }
+
+// Holding is closed once the proxy first holds a connection without answering: a client is then
+// stuck on it.
+func (p *Proxy) Holding() <-chan struct{} { return p.holding }
+
+func (p *Proxy) held() { p.holdingOnce.Do(func() { close(p.holding) }) }
 
 // StallDownloadsAfter makes every new connection stop passing the registry's bytes on after n of
 // them, while staying open: a layer download that stops half-way (b).
@@ -56,7 +66,7 @@ func StartProxy(t T, target string) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{Host: ln.Addr().String(), target: target, conns: map[net.Conn]struct{}{}, cut: make(chan struct{})}
+	p := &Proxy{Host: ln.Addr().String(), target: target, conns: map[net.Conn]struct{}{}, cut: make(chan struct{}), holding: make(chan struct{})}
 	p.serve(ln)
 	t.Cleanup(func() { p.drop() })
 	return p
@@ -133,6 +143,7 @@ func (p *Proxy) forward(client net.Conn) {
 	}
 	p.mu.Unlock()
 	if hang {
+		p.held()
 		return
 	}
 	upstream, err := net.Dial("tcp", p.target)
@@ -148,13 +159,17 @@ func (p *Proxy) forward(client net.Conn) {
 	// worth, so an upload, not a connection's long history of small requests, trips StallUploads.
 	var sinceAnswer atomic.Int64
 	go func() {
-		_, _ = copyLimited(client, upstream, down, trickle, func(int) { sinceAnswer.Store(0) })
+		n, err := copyLimited(client, upstream, down, trickle, func(int) { sinceAnswer.Store(0) })
 		if down == 0 {
 			client.Close()
+		} else if err == nil && n >= down {
+			p.held()
 		}
 	}()
 	held := copyUntil(countingWriter{upstream, p}, client, func(n int) bool { return up > 0 && sinceAnswer.Add(int64(n)) > up })
-	if !held {
+	if held {
+		p.held()
+	} else {
 		upstream.Close()
 	}
 }
