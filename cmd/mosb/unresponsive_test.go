@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/registry/bounds"
 	"github.com/mosb-dev/mosb/test/harness"
@@ -97,6 +100,14 @@ func TestBuildGivesUpOnAnUnresponsiveRegistry(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			res, host, root, took := runUnresponsive(t, f, c, flags...)
 			checkUnresponsive(t, c, res, host, root, short)
+			// No half-pushed tag: the manifest goes last, after every blob.
+			ref, err := name.ParseReference(f.reg.Host + "/os/unresponsive:latest")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := remote.Head(ref, remote.WithAuth(f.reg.Auth()), remote.WithTransport(f.reg.Transport()), remote.WithContext(t.Context())); err == nil {
+				t.Error("the failed build left the tag os/unresponsive:latest in the registry")
+			}
 			// Three attempts of a bound each, their backoff, and the build around them.
 			if took > 90*time.Second {
 				t.Errorf("took %s with %s bounds", took, short)

@@ -25,7 +25,8 @@ import (
 // A build pod whose registry stops answering ends by itself, within the bounds the controller's
 // flags set for its pods, and the MachineOSBuild and MachineOSConfig say RegistryUnresponsive,
 // naming the registry and the operation: (a) a registry that accepts connections and never
-// answers, (b) a layer download that stops half-way, (c) a blob upload never taken.
+// answers, (b) a layer download that stops half-way, (c) a blob upload never taken; (d) a registry
+// that trickles steadily is no failure.
 func TestABuildPodGivesUpOnAnUnresponsiveRegistry(t *testing.T) {
 	t.Parallel()
 	metricsAddr := freeLoopbackAddr(t)
@@ -85,6 +86,19 @@ func TestABuildPodGivesUpOnAnUnresponsiveRegistry(t *testing.T) {
 			}
 		})
 	}
+	// (d) A registry that trickles the base slowly but steadily, longer than the bounds, is no
+	// failure.
+	t.Run("trickle", func(t *testing.T) {
+		proxy := harness.StartProxy(t, e.reg.Host)
+		e.viaProxy(proxy, "via-trickle")
+		m := e.mosc("trickle", "RUN true", strings.Replace(e.base, e.reg.Host, proxy.Host, 1), e.reg.Host+"/os/trickle:latest")
+		m.Spec.BuildInputs.BaseImagePullSecret.Name = "via-trickle"
+		proxy.Trickle(256 << 10)
+		start := time.Now()
+		e.create(m)
+		e.waitReady("trickle")
+		t.Logf("built through a 256 KiB/s registry in %s", time.Since(start).Round(time.Second))
+	})
 	// The failures left no goroutine behind in the controller: its count comes back to where it
 	// was before, give or take the informers' and idle connections' few. (Its registry client
 	// against a hung registry is checked with goleak in package registry.)
