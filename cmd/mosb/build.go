@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
@@ -141,13 +142,24 @@ func printMachineOSConfig(w io.Writer, f *fileInputs, pullspec string) error {
 	if err != nil {
 		return err
 	}
-	m := in.MachineOSConfig.DeepCopy()
-	m.Status.CurrentImagePullspec = mosbv1.ImageDigestFormat(pullspec)
-	m.Status.ObservedGeneration = m.Generation
-	m.Status.Conditions = []metav1.Condition{{
+	ready := []metav1.Condition{{
 		Type: mosbv1.MachineOSConfigReady, Status: metav1.ConditionTrue, Reason: "Built",
-		Message: "built and pushed by mosb build", LastTransitionTime: metav1.Now(), ObservedGeneration: m.Generation,
+		Message: "built and pushed by mosb build", LastTransitionTime: metav1.Now(), ObservedGeneration: in.MachineOSConfig.Generation,
 	}}
+	var m any
+	if f.asV1 != nil {
+		v1 := f.asV1.DeepCopy()
+		v1.Status.CurrentImagePullSpec = mcfgv1.ImageDigestFormat(pullspec)
+		v1.Status.ObservedGeneration = v1.Generation
+		v1.Status.Conditions = ready
+		m = v1
+	} else {
+		v1alpha1 := in.MachineOSConfig.DeepCopy()
+		v1alpha1.Status.CurrentImagePullspec = mosbv1.ImageDigestFormat(pullspec)
+		v1alpha1.Status.ObservedGeneration = v1alpha1.Generation
+		v1alpha1.Status.Conditions = ready
+		m = v1alpha1
+	}
 	out, err := yaml.Marshal(m)
 	if err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/mosb-dev/mosb/api/convert"
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
 	"github.com/mosb-dev/mosb/pipeline"
 	"github.com/mosb-dev/mosb/registry"
@@ -34,6 +35,9 @@ type fileInputs struct {
 	pushSecret      string
 	arches          []string
 	namespace       string
+	// asV1 is the MachineOSConfig as given, when it was v1 (OpenShift 4.19 and later): mosb plans
+	// from its v1alpha1 form and prints the result in the version it was given.
+	asV1 *mcfgv1.MachineOSConfig
 }
 
 func newScheme() (*runtime.Scheme, error) {
@@ -78,6 +82,19 @@ func decodeFile(codecs serializer.CodecFactory, path string) ([]runtime.Object, 
 	}
 }
 
+// fromV1 is a v1 MachineOSConfig's v1alpha1 form, refused where the v1 CRD refuses it for what
+// mosb relies on: the builder type, the architectures, and its name, which is its pool's.
+func fromV1(path string, o *mcfgv1.MachineOSConfig) (*mosbv1.MachineOSConfig, error) {
+	if o.Name != o.Spec.MachineConfigPool.Name {
+		return nil, invalid("%s: MachineOSConfig %q (v1) is named after its pool: metadata.name must be spec.machineConfigPool.name (%q), as OpenShift requires", path, o.Name, o.Spec.MachineConfigPool.Name)
+	}
+	m, err := convert.MachineOSConfigFromV1(o)
+	if err != nil {
+		return nil, invalid("%s: MachineOSConfig %q (v1): %v", path, o.Name, err)
+	}
+	return m, nil
+}
+
 // load reads the files into pipeline inputs, as the controller would read them from the cluster.
 func (f *fileInputs) load(credentialsRequired bool) (pipeline.Inputs, error) {
 	in := pipeline.Inputs{Namespace: f.namespace, Arches: f.arches, DefaultArch: hostArch(), BuilderVersion: builderVersion()}
@@ -96,9 +113,17 @@ func (f *fileInputs) load(credentialsRequired bool) (pipeline.Inputs, error) {
 	if len(objs) != 1 {
 		return in, invalid("%s: want exactly one MachineOSConfig, found %d documents", f.machineOSConfig, len(objs))
 	}
-	mosc, ok := objs[0].(*mosbv1.MachineOSConfig)
-	if !ok {
-		return in, invalid("%s: want a MachineOSConfig (machineconfiguration.openshift.io/v1alpha1), found %T", f.machineOSConfig, objs[0])
+	var mosc *mosbv1.MachineOSConfig
+	switch o := objs[0].(type) {
+	case *mosbv1.MachineOSConfig:
+		mosc = o
+	case *mcfgv1.MachineOSConfig:
+		if mosc, err = fromV1(f.machineOSConfig, o); err != nil {
+			return in, err
+		}
+		f.asV1 = o
+	default:
+		return in, invalid("%s: want a MachineOSConfig (machineconfiguration.openshift.io/v1 or v1alpha1), found %T", f.machineOSConfig, objs[0])
 	}
 	in.MachineOSConfig = mosc
 
