@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/containers/buildah"
 )
@@ -26,15 +25,6 @@ func TestMain(m *testing.M) {
 		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
-}
-
-// runCLIProcess runs mosb in a process of its own, for builds that run side by side.
-func runCLIProcess(t *testing.T, args ...string) cliResult {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
-	defer cancel()
-	p := startCLIProcess(t, ctx, args...)
-	return p.wait(t)
 }
 
 // cliProcess is mosb running in a process of its own (and a process group of its own).

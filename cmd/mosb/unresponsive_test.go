@@ -13,7 +13,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/mosb-dev/mosb/builder/buildpod"
-	"github.com/mosb-dev/mosb/registry/bounds"
 	"github.com/mosb-dev/mosb/test/harness"
 )
 
@@ -124,40 +123,6 @@ func TestBuildGivesUpOnAnUnresponsiveRegistry(t *testing.T) {
 			t.Errorf("the base came in %s: the trickle was not slower than the bounds, the case shows nothing", took)
 		}
 	})
-}
-
-// With the defaults, each way of not answering still ends the build by itself within five
-// minutes. Slow by nature (the default bounds are a minute): the cases run side by side.
-func TestBuildGivesUpOnAnUnresponsiveRegistryByDefault(t *testing.T) {
-	if os.Getenv("MOSB_SKIP_SLOW") != "" {
-		t.Skip("SKIPPED LOUDLY: MOSB_SKIP_SLOW is set")
-	}
-	t.Parallel()
-	f := newBuildFixture(t, "amd64")
-	// The builds run side by side, each mosb in a process of its own; the proxies are trusted
-	// before, as the cluster configuration is one for all.
-	proxies := make([]*harness.Proxy, len(unresponsiveCases))
-	for i := range unresponsiveCases {
-		proxies[i] = harness.StartProxy(t, f.reg.Host)
-		f.trust(t, proxies[i].Host)
-	}
-	for i, c := range unresponsiveCases {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			res, host, root, took := runUnresponsiveThrough(t, f, proxies[i], c, runCLIProcess)
-			// Against a TLS registry that never answers, containers/image's own 10s bound on
-			// the handshake comes before mosb's minute.
-			bound := bounds.DefaultStall
-			if c.throughPull && strings.HasPrefix(c.name, "a:") {
-				bound = 0
-			}
-			checkUnresponsive(t, c, res, host, root, bound)
-			if took > 5*time.Minute {
-				t.Errorf("took %s with the default bounds; the promise is five minutes", took)
-			}
-			t.Logf("gave up after %s", took.Round(time.Second))
-		})
-	}
 }
 
 // SIGTERM ends a build stuck on a registry at once and cleanly, whatever it was stuck in (the
