@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -69,14 +70,14 @@ func decodeFile(codecs serializer.CodecFactory, path string) ([]runtime.Object, 
 			if errors.Is(err, io.EOF) {
 				return objs, nil
 			}
-			return nil, invalid("%s: document %d is not YAML or JSON: %v", path, i, err)
+			return nil, invalid("%s: document %d is not YAML or JSON: %s", path, i, decodeProblem(err))
 		}
 		if len(bytes.TrimSpace(doc.Raw)) == 0 || string(bytes.TrimSpace(doc.Raw)) == "null" {
 			continue
 		}
 		obj, _, err := codecs.UniversalDeserializer().Decode(doc.Raw, nil, nil)
 		if err != nil {
-			return nil, invalid("%s: document %d: %v (mosb reads MachineOSConfig, MachineConfig, Image, ImageDigestMirrorSet, ImageTagMirrorSet, ImageContentPolicy, ConfigMap and Secret objects)", path, i, err)
+			return nil, invalid("%s: document %d: %s (mosb reads MachineOSConfig, MachineConfig, Image, ImageDigestMirrorSet, ImageTagMirrorSet, ImageContentPolicy, ConfigMap and Secret objects)", path, i, decodeProblem(err))
 		}
 		objs = append(objs, obj)
 	}
@@ -243,6 +244,23 @@ func (f *fileInputs) loadCredentials(codecs serializer.CodecFactory, in *pipelin
 	}
 	in.CredentialsOptional = !required
 	return nil
+}
+
+// quotedInput is what decoders quote of their input in their messages: 'text' (Kubernetes' missing
+// kind and version) or `text` (YAML's type errors).
+var quotedInput = regexp.MustCompile("'[^']*'|`[^`]*`")
+
+// decodeProblem says what is wrong with a document without quoting it: the files mosb reads may
+// hold credentials (an auth file passed where a manifest belongs), and Kubernetes' decoder puts the
+// whole document in some of its errors.
+func decodeProblem(err error) string {
+	switch {
+	case runtime.IsMissingKind(err):
+		return "it has no kind: every document needs apiVersion and kind (is it an auth file or a plain config where a manifest belongs?)"
+	case runtime.IsMissingVersion(err):
+		return "it has no apiVersion: every document needs apiVersion and kind"
+	}
+	return quotedInput.ReplaceAllString(err.Error(), "'…'")
 }
 
 // secretFromFile reads a Secret manifest, or a containers/docker auth file which it wraps in a
