@@ -55,6 +55,11 @@ func (c contentChecker) parse(content string) (*userContent, error) {
 		if len(line) > maxLineBytes {
 			return nil, c.invalid(i+1, fmt.Sprintf("the line is longer than %d bytes", maxLineBytes), nil)
 		}
+		// No shell or parser takes a NUL byte (a binary file pasted in, or a UTF-16 one): refused
+		// here, before a library parses it and prints its own complaint.
+		if col := strings.IndexByte(line, 0); col >= 0 {
+			return nil, c.invalid(i+1, fmt.Sprintf("the line has a NUL byte at column %d: a Containerfile is UTF-8 text (was a binary or UTF-16 file pasted in?)", col+1), nil)
+		}
 	}
 	if escapeDirectivePattern.MatchString(strings.ToLower(strings.TrimLeftFunc(lines[0], unicode.IsSpace))) {
 		return nil, c.invalid(1, `the parser directive "# escape=" is not supported: mosb's own lines come first in the assembled Containerfile, `+

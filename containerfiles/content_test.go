@@ -30,6 +30,8 @@ func TestInvalidContent(t *testing.T) {
 		{name: "escape directive", content: "# escape=`\nRUN true\n", wantLine: 1, wantReason: `"# escape=" is not supported`},
 		{name: "escape directive with spaces", content: "  #  ESCAPE = \\\nRUN true\n", wantLine: 1, wantReason: `"# escape=" is not supported`},
 		{name: "line too long", content: "RUN true\nRUN echo " + strings.Repeat("x", maxLineBytes) + "\n", wantLine: 2, wantReason: "longer than"},
+		{name: "NUL byte", content: "RUN true\nRUN echo a\x00b\n", wantLine: 2, wantReason: "NUL byte at column 11"},
+		{name: "UTF-16", content: "R\x00U\x00N\x00 \x00t\x00r\x00u\x00e\x00\n\x00", wantLine: 1, wantReason: "UTF-16"},
 		{name: "FROM without image", content: "FROM\n", wantLine: 1, wantReason: "FROM needs an image"},
 		{name: "reserved stage configs", content: "FROM quay.io/x/y:1 AS configs\n", wantLine: 1, wantReason: `stage name "configs" is reserved`},
 		{name: "reserved stage extensions", content: "RUN true\nFROM configs as Extensions\n", wantLine: 2, wantReason: `stage name "Extensions" is reserved`},

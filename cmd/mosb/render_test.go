@@ -536,3 +536,18 @@ func TestRenderRequestDirIsBuiltByTheWorker(t *testing.T) {
 		t.Errorf("the image lacks the snippet's file or the MachineConfig: %q, %q", files["etc/request-dir"], files["etc/machine-config-daemon/currentconfig"])
 	}
 }
+
+// A NUL byte in a containerFile entry is refused with the line, exit 2, before any library parses it
+// (a scanner in the parser printed "<input>:1:11: invalid character NUL" straight to the process's
+// stderr, and the content was accepted).
+func TestRenderRefusesANULByte(t *testing.T) {
+	f := renderFixture(t)
+	mosc := f.mosc(t, "nul", renderTarget, map[string]string{"": "RUN true\nRUN echo a\x00b"})
+	res := runCLI(t, "render", "-f", mosc, "--authfile", f.authFile, "--arch", "amd64")
+	if res.code != exitInvalidInput || !strings.Contains(res.stderr, "NUL byte") {
+		t.Fatalf("exit %d, want %d naming the NUL byte:\n%s", res.code, exitInvalidInput, res.stderr)
+	}
+	if lines := strings.Split(strings.TrimSpace(res.stderr), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "mosb: ") {
+		t.Errorf("stderr holds more than mosb's message:\n%s", res.stderr)
+	}
+}
