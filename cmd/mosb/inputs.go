@@ -232,11 +232,15 @@ func (f *fileInputs) loadCredentials(codecs serializer.CodecFactory, in *pipelin
 		}
 		pull, push = f.authFile, f.authFile
 	}
+	pullFlag, pushFlag := "--pull-secret", "--push-secret"
+	if f.authFile != "" {
+		pullFlag, pushFlag = "--authfile", "--authfile"
+	}
 	var err error
-	if in.PullSecret, err = secretFromFile(codecs, pull, bi.BaseImagePullSecret.Name, f.namespace); err != nil {
+	if in.PullSecret, err = secretFromFile(codecs, pullFlag, pull, bi.BaseImagePullSecret.Name, f.namespace); err != nil {
 		return err
 	}
-	if in.PushSecret, err = secretFromFile(codecs, push, bi.RenderedImagePushSecret.Name, f.namespace); err != nil {
+	if in.PushSecret, err = secretFromFile(codecs, pushFlag, push, bi.RenderedImagePushSecret.Name, f.namespace); err != nil {
 		return err
 	}
 	if required && (in.PullSecret == nil || in.PushSecret == nil) {
@@ -264,25 +268,30 @@ func decodeProblem(err error) string {
 }
 
 // secretFromFile reads a Secret manifest, or a containers/docker auth file which it wraps in a
-// kubernetes.io/dockerconfigjson Secret. Errors never quote the file: it holds credentials.
-func secretFromFile(codecs serializer.CodecFactory, path, name, ns string) (*corev1.Secret, error) {
+// kubernetes.io/dockerconfigjson Secret, given to flag. Errors never quote the file: it holds
+// credentials. They carry the reasons the same content gets as a Secret in the cluster.
+func secretFromFile(codecs serializer.CodecFactory, flag, path, name, ns string) (*corev1.Secret, error) {
 	if path == "" {
 		return nil, nil
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, invalid("%v", err)
+		return nil, invalid("%s: %s %s: %v", pipeline.ReasonSecretNotFound, flag, path, err)
 	}
 	if obj, _, err := codecs.UniversalDeserializer().Decode(raw, nil, nil); err == nil {
 		s, ok := obj.(*corev1.Secret)
 		if !ok {
-			return nil, invalid("%s: want a Secret or an auth file, found %T", path, obj)
+			kind := obj.GetObjectKind().GroupVersionKind().Kind
+			if kind == "" {
+				kind = fmt.Sprintf("%T", obj)
+			}
+			return nil, invalid("%s: %s %s: want a Secret manifest or a containers auth file, found a %s", pipeline.ReasonInvalidSecret, flag, path, kind)
 		}
 		return s, nil
 	}
 	auths, err := registry.ParseAuthFile(path, raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errInvalidInput, err)
+		return nil, invalid("%s: %s: %v", pipeline.ReasonInvalidSecret, flag, err)
 	}
 	// Canonical {"auths":…} whichever of the two auth file forms the file had.
 	if raw, err = auths.AuthFile(); err != nil {

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mosb-dev/mosb/pipeline"
 )
 
 // No output of mosb quotes a secret-bearing file, whichever flag it is given to and however it is
@@ -69,5 +71,43 @@ strinData:
 				}
 			}
 		}
+	}
+}
+
+// Credentials given as files are refused with the reasons the same content gets as a Secret in the
+// cluster (SecretNotFound, InvalidSecret), naming the flag and the file, exit 2.
+func TestCredentialFileRefusalsCarryAReason(t *testing.T) {
+	f := renderFixture(t)
+	mosc := f.mosc(t, "creds", renderTarget, map[string]string{"": "RUN true"})
+	dir := t.TempDir()
+	files := map[string]string{
+		"bad-base64.json": `{"auths": {"registry.example.com": {"auth": "!!not base64"}}}`,
+		"configmap.yaml":  "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+		"garbage.txt":     "this is not a credential\n",
+	}
+	for name, content := range files {
+		write(t, filepath.Join(dir, name), content)
+	}
+	for _, tc := range []struct {
+		flag, file, reason string
+	}{
+		{"--pull-secret", "missing.json", pipeline.ReasonSecretNotFound},
+		{"--push-secret", "bad-base64.json", pipeline.ReasonInvalidSecret},
+		{"--pull-secret", "configmap.yaml", pipeline.ReasonInvalidSecret},
+		{"--authfile", "garbage.txt", pipeline.ReasonInvalidSecret},
+	} {
+		t.Run(tc.flag+" "+tc.file, func(t *testing.T) {
+			args := []string{"render", "-f", mosc, tc.flag, filepath.Join(dir, tc.file)}
+			switch tc.flag {
+			case "--pull-secret":
+				args = append(args, "--push-secret", f.authFile)
+			case "--push-secret":
+				args = append(args, "--pull-secret", f.authFile)
+			}
+			res := runCLI(t, args...)
+			if want := tc.reason + ": " + tc.flag; res.code != exitInvalidInput || !strings.Contains(res.stderr, want) {
+				t.Errorf("exit %d, want %d saying %q:\n%s", res.code, exitInvalidInput, want, res.stderr)
+			}
+		})
 	}
 }
