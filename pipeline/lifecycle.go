@@ -82,7 +82,7 @@ func DecideAttempt(s AttemptState) AttemptDecision {
 	switch f := d.Failure; {
 	case f != nil && f.Retryable && int(s.Attempt) <= s.MaxRetries:
 		d.Step, d.Again = AttemptRetry, retryBackoff(int(s.Attempt)+1)
-		d.Reason = "Retrying"
+		d.Reason = ReasonRetrying
 		d.Message = fmt.Sprintf("attempt %d failed (%s: %s); attempt %d of %d starts in %s",
 			s.Attempt, f.Reason, f.Message, s.Attempt+1, s.MaxRetries+1, d.Again)
 	case f != nil:

@@ -25,8 +25,10 @@ const (
 	ReasonRegistryError        = "RegistryError"
 	// ReasonBuildStorageFull: the build ran out of storage (its pod's volume, or the node's disk).
 	ReasonBuildStorageFull = buildpod.ReasonBuildStorageFull
-	ReasonNoBuild          = "NoBuild"
-	ReasonAsExpected       = "AsExpected"
+	// ReasonRetrying: an attempt failed in a way that may pass, and another starts after a backoff.
+	ReasonRetrying   = "Retrying"
+	ReasonNoBuild    = "NoBuild"
+	ReasonAsExpected = "AsExpected"
 )
 
 // BuildPhase is where a MachineOSBuild is in its life.
