@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -180,7 +179,7 @@ type controllerProc struct {
 
 func startController(t *testing.T, bin, kubeconfig string) *controllerProc {
 	t.Helper()
-	p := &controllerProc{metricsAddr: freeAddr(t), probeAddr: freeAddr(t), log: &procLog{}, done: make(chan struct{})}
+	p := &controllerProc{metricsAddr: harness.FreeLoopbackAddr(t), probeAddr: harness.FreeLoopbackAddr(t), log: &procLog{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, "controller", "--kubeconfig", kubeconfig, "--namespace", buildNamespace,
 		"--builder-image", "mosb:bench", "--build-timeout", "10m",
 		"--metrics-bind-address", p.metricsAddr, "--health-probe-bind-address", p.probeAddr, "--node-store", t.TempDir())
@@ -495,16 +494,6 @@ func poll(t *testing.T, timeout time.Duration, what string, cond func(ctx contex
 func pollEvery(t *testing.T, interval, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
 	t.Helper()
 	harness.Eventually(t.Context(), t, interval, timeout, what, cond)
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // procLog keeps the controller's log and notes when the build controller started its workers.

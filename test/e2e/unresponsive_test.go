@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -31,7 +30,7 @@ import (
 // that trickles steadily is no failure.
 func TestABuildPodGivesUpOnAnUnresponsiveRegistry(t *testing.T) {
 	t.Parallel()
-	metricsAddr := freeLoopbackAddr(t)
+	metricsAddr := harness.FreeLoopbackAddr(t)
 	e := newEnvWith(t, envOptions{controllerArgs: []string{"--max-retries", "0", "--metrics-bind-address", metricsAddr,
 		"--registry-connect-timeout", "3s", "--registry-response-timeout", "3s", "--registry-stall-timeout", "3s"}})
 	// (d) A registry that trickles the base slowly but steadily, longer than the bounds, is no
@@ -124,17 +123,6 @@ func TestABuildPodGivesUpOnAnUnresponsiveRegistry(t *testing.T) {
 		return true, nil
 	})
 	t.Logf("controller goroutines: %d before the failures, %d after", before, after)
-}
-
-// freeLoopbackAddr is a loopback address with a port free at the time of the call.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // goroutines reads go_goroutines from the controller's /metrics, waiting for it to serve.

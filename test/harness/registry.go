@@ -225,6 +225,18 @@ func DockerConfigJSON(host, username, password string) []byte {
 	return raw
 }
 
+// FreeLoopbackAddr is a 127.0.0.1 address whose port was free when asked, for a server a test
+// starts (a controller's metrics or probes).
+func FreeLoopbackAddr(t T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
