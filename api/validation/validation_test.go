@@ -1,0 +1,98 @@
+package validation_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/mosb-dev/mosb/api/validation"
+	"github.com/mosb-dev/mosb/config/crd"
+)
+
+// The corpus is shared with test/integration, which checks that the API server, given the same
+// CRD, accepts exactly testdata/machineosconfigs/valid and that mosb's CLI agrees with it.
+
+func machineOSConfigValidator(t *testing.T) *validation.Validator {
+	t.Helper()
+	v, err := validation.MachineOSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func corpus(t *testing.T, verdict string) map[string]map[string]any {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "machineosconfigs", verdict, "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no %s corpus: %v", verdict, err)
+	}
+	out := map[string]map[string]any{}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj := map[string]any{}
+		if err := yaml.Unmarshal(raw, &obj); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		out[filepath.Base(f)] = obj
+	}
+	return out
+}
+
+func TestCorpusVerdicts(t *testing.T) {
+	v := machineOSConfigValidator(t)
+	for name, obj := range corpus(t, "valid") {
+		if errs := v.ValidateCreate(context.Background(), obj); len(errs) > 0 {
+			t.Errorf("valid/%s refused: %s", name, validation.Describe(errs))
+		}
+	}
+	for name, obj := range corpus(t, "invalid") {
+		if errs := v.ValidateCreate(context.Background(), obj); len(errs) == 0 {
+			t.Errorf("invalid/%s accepted", name)
+		}
+	}
+}
+
+func TestValidateCreateLeavesItsInputAlone(t *testing.T) {
+	v := machineOSConfigValidator(t)
+	obj := corpus(t, "valid")["arch-omitted.yaml"]
+	before, _ := yaml.Marshal(obj)
+	v.ValidateCreate(context.Background(), obj)
+	if after, _ := yaml.Marshal(obj); string(after) != string(before) {
+		t.Fatalf("the object was changed (defaulted?):\n%s", after)
+	}
+}
+
+func TestDescribeNeverShowsAValue(t *testing.T) {
+	v := machineOSConfigValidator(t)
+	const secretish = "Pw736563726574Z"
+	obj := corpus(t, "valid")["minimal.yaml"]
+	spec := obj["spec"].(map[string]any)["buildInputs"].(map[string]any)
+	spec["renderedImagePushspec"] = "registry.example.com/" + secretish
+	spec["imageBuilder"] = map[string]any{"imageBuilderType": secretish}
+	spec["containerFile"] = []any{map[string]any{"containerfileArch": secretish, "content": "RUN " + secretish}}
+	errs := v.ValidateCreate(context.Background(), obj)
+	if len(errs) == 0 {
+		t.Fatal("accepted")
+	}
+	if got := validation.Describe(errs); strings.Contains(got, secretish) || !strings.Contains(got, "spec.buildInputs.imageBuilder.imageBuilderType") {
+		t.Fatalf("want the fields named and no value shown: %s", got)
+	}
+}
+
+func TestNewRefusesAVersionTheCRDDoesNotServe(t *testing.T) {
+	c, err := crd.MachineOSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := validation.New(c, "v1"); err == nil {
+		t.Fatal("no error for a version the CRD does not have")
+	}
+}
