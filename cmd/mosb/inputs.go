@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,13 +16,16 @@ import (
 	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/mosb-dev/mosb/api/convert"
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
+	"github.com/mosb-dev/mosb/api/validation"
 	"github.com/mosb-dev/mosb/pipeline"
 	"github.com/mosb-dev/mosb/registry"
 )
@@ -51,16 +55,37 @@ func newScheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
-// invalid marks an error as bad input (exit code 2).
-func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errInvalidInput, fmt.Sprintf(format, args...))
+// invalid marks an error as bad input (exit code 2) and gives it its reason, one of docs/reasons.md.
+func invalid(reason, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", errInvalidInput, reason, fmt.Sprintf(format, args...))
 }
 
-// decodeFile decodes every YAML or JSON document of a file into typed objects.
-func decodeFile(codecs serializer.CodecFactory, path string) ([]runtime.Object, error) {
+// decoder reads the files mosb is given into typed objects. A v1alpha1 MachineOSConfig is first
+// checked with the CRD the cluster serves (config/crd), so that mosb refuses what the API server
+// would refuse, with the same rules and messages.
+type decoder struct {
+	codecs          serializer.CodecFactory
+	machineOSConfig *validation.Validator
+}
+
+func newDecoder() (*decoder, error) {
+	scheme, err := newScheme()
+	if err != nil {
+		return nil, err
+	}
+	v, err := validation.MachineOSConfig()
+	if err != nil {
+		return nil, err
+	}
+	return &decoder{codecs: serializer.NewCodecFactory(scheme, serializer.EnableStrict), machineOSConfig: v}, nil
+}
+
+// decodeFile decodes every YAML or JSON document of a file into typed objects; reason is what a
+// refusal of this file carries.
+func (d *decoder) decodeFile(path, reason string) ([]runtime.Object, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, invalid("%v", err)
+		return nil, invalid(reason, "%v", err)
 	}
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
 	var objs []runtime.Object
@@ -70,28 +95,50 @@ func decodeFile(codecs serializer.CodecFactory, path string) ([]runtime.Object, 
 			if errors.Is(err, io.EOF) {
 				return objs, nil
 			}
-			return nil, invalid("%s: document %d is not YAML or JSON: %s", path, i, decodeProblem(err))
+			return nil, invalid(reason, "%s: document %d is not YAML or JSON: %s", path, i, decodeProblem(err))
 		}
 		if len(bytes.TrimSpace(doc.Raw)) == 0 || string(bytes.TrimSpace(doc.Raw)) == "null" {
 			continue
 		}
-		obj, _, err := codecs.UniversalDeserializer().Decode(doc.Raw, nil, nil)
+		if err := d.validate(path, i, doc.Raw); err != nil {
+			return nil, err
+		}
+		obj, _, err := d.codecs.UniversalDeserializer().Decode(doc.Raw, nil, nil)
 		if err != nil {
-			return nil, invalid("%s: document %d: %s (mosb reads MachineOSConfig, MachineConfig, Image, ImageDigestMirrorSet, ImageTagMirrorSet, ImageContentPolicy, ConfigMap and Secret objects)", path, i, decodeProblem(err))
+			return nil, invalid(reason, "%s: document %d: %s (mosb reads MachineOSConfig, MachineConfig, Image, ImageDigestMirrorSet, ImageTagMirrorSet, ImageContentPolicy, ConfigMap and Secret objects)", path, i, decodeProblem(err))
 		}
 		objs = append(objs, obj)
 	}
+}
+
+// validate refuses a document the API server would refuse, when it is of a kind mosb serves.
+// Anything else (not an object, another kind) is left to the typed decoder to say.
+func (d *decoder) validate(path string, i int, doc []byte) error {
+	var obj map[string]any
+	if err := utiljson.Unmarshal(doc, &obj); err != nil {
+		return nil
+	}
+	u := unstructured.Unstructured{Object: obj}
+	if u.GroupVersionKind() != d.machineOSConfig.GroupVersionKind() {
+		return nil
+	}
+	// No network and a bounded CEL cost: nothing here needs a deadline.
+	errs := d.machineOSConfig.ValidateCreate(context.Background(), obj)
+	if len(errs) == 0 {
+		return nil
+	}
+	return invalid(pipeline.ReasonInvalidMachineOSConfig, "%s: document %d: MachineOSConfig %q breaks the rules of its CRD (the API server would refuse it too): %s", path, i, u.GetName(), validation.Describe(errs))
 }
 
 // fromV1 is a v1 MachineOSConfig's v1alpha1 form, refused where the v1 CRD refuses it for what
 // mosb relies on: the builder type, the architectures, and its name, which is its pool's.
 func fromV1(path string, o *mcfgv1.MachineOSConfig) (*mosbv1.MachineOSConfig, error) {
 	if o.Name != o.Spec.MachineConfigPool.Name {
-		return nil, invalid("%s: MachineOSConfig %q (v1) is named after its pool: metadata.name must be spec.machineConfigPool.name (%q), as OpenShift requires", path, o.Name, o.Spec.MachineConfigPool.Name)
+		return nil, invalid(pipeline.ReasonInvalidMachineOSConfig, "%s: MachineOSConfig %q (v1) is named after its pool: metadata.name must be spec.machineConfigPool.name (%q), as OpenShift requires", path, o.Name, o.Spec.MachineConfigPool.Name)
 	}
 	m, err := convert.MachineOSConfigFromV1(o)
 	if err != nil {
-		return nil, invalid("%s: MachineOSConfig %q (v1): %v", path, o.Name, err)
+		return nil, invalid(pipeline.ReasonInvalidMachineOSConfig, "%s: MachineOSConfig %q (v1): %v", path, o.Name, err)
 	}
 	return m, nil
 }
@@ -99,20 +146,19 @@ func fromV1(path string, o *mcfgv1.MachineOSConfig) (*mosbv1.MachineOSConfig, er
 // load reads the files into pipeline inputs, as the controller would read them from the cluster.
 func (f *fileInputs) load(credentialsRequired bool) (pipeline.Inputs, error) {
 	in := pipeline.Inputs{Namespace: f.namespace, Arches: f.arches, DefaultArch: hostArch(), BuilderVersion: builderVersion()}
-	scheme, err := newScheme()
+	d, err := newDecoder()
 	if err != nil {
 		return in, err
 	}
-	codecs := serializer.NewCodecFactory(scheme, serializer.EnableStrict)
 	if f.machineOSConfig == "" {
-		return in, invalid("-f machineosconfig.yaml is required")
+		return in, invalid(pipeline.ReasonInvalidMachineOSConfig, "-f machineosconfig.yaml is required")
 	}
-	objs, err := decodeFile(codecs, f.machineOSConfig)
+	objs, err := d.decodeFile(f.machineOSConfig, pipeline.ReasonInvalidMachineOSConfig)
 	if err != nil {
 		return in, err
 	}
 	if len(objs) != 1 {
-		return in, invalid("%s: want exactly one MachineOSConfig, found %d documents", f.machineOSConfig, len(objs))
+		return in, invalid(pipeline.ReasonInvalidMachineOSConfig, "%s: want exactly one MachineOSConfig, found %d documents", f.machineOSConfig, len(objs))
 	}
 	var mosc *mosbv1.MachineOSConfig
 	switch o := objs[0].(type) {
@@ -124,27 +170,27 @@ func (f *fileInputs) load(credentialsRequired bool) (pipeline.Inputs, error) {
 		}
 		f.asV1 = o
 	default:
-		return in, invalid("%s: want a MachineOSConfig (machineconfiguration.openshift.io/v1 or v1alpha1), found %T", f.machineOSConfig, objs[0])
+		return in, invalid(pipeline.ReasonInvalidMachineOSConfig, "%s: want a MachineOSConfig (machineconfiguration.openshift.io/v1 or v1alpha1), found %T", f.machineOSConfig, objs[0])
 	}
 	in.MachineOSConfig = mosc
 
 	if f.machineConfig != "" {
-		objs, err := decodeFile(codecs, f.machineConfig)
+		objs, err := d.decodeFile(f.machineConfig, pipeline.ReasonInvalidMachineConfig)
 		if err != nil {
 			return in, err
 		}
 		mc, ok := single[*mcfgv1.MachineConfig](objs)
 		if !ok {
-			return in, invalid("%s: want exactly one MachineConfig (machineconfiguration.openshift.io/v1)", f.machineConfig)
+			return in, invalid(pipeline.ReasonInvalidMachineConfig, "%s: want exactly one MachineConfig (machineconfiguration.openshift.io/v1)", f.machineConfig)
 		}
 		in.RenderedMachineConfig = mc
 	}
 	if f.clusterConfig != "" {
-		if err := loadClusterConfig(codecs, f.clusterConfig, &in); err != nil {
+		if err := d.loadClusterConfig(f.clusterConfig, &in); err != nil {
 			return in, err
 		}
 	}
-	if err := f.loadCredentials(codecs, &in, credentialsRequired); err != nil {
+	if err := f.loadCredentials(d.codecs, &in, credentialsRequired); err != nil {
 		return in, err
 	}
 	return in, nil
@@ -161,10 +207,10 @@ func single[T runtime.Object](objs []runtime.Object) (T, bool) {
 
 // loadClusterConfig reads every *.yaml, *.yml and *.json file of dir. Objects mosb does not use
 // are an error, not skipped: a misplaced file should not silently change nothing.
-func loadClusterConfig(codecs serializer.CodecFactory, dir string, in *pipeline.Inputs) error {
+func (d *decoder) loadClusterConfig(dir string, in *pipeline.Inputs) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return invalid("--cluster-config: %v", err)
+		return invalid(pipeline.ReasonInvalidClusterConfig, "--cluster-config: %v", err)
 	}
 	var configMaps []*corev1.ConfigMap
 	for _, e := range entries {
@@ -173,7 +219,7 @@ func loadClusterConfig(codecs serializer.CodecFactory, dir string, in *pipeline.
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
-		objs, err := decodeFile(codecs, path)
+		objs, err := d.decodeFile(path, pipeline.ReasonInvalidClusterConfig)
 		if err != nil {
 			return err
 		}
@@ -181,10 +227,10 @@ func loadClusterConfig(codecs serializer.CodecFactory, dir string, in *pipeline.
 			switch o := obj.(type) {
 			case *configv1.Image:
 				if o.Name != "cluster" {
-					return invalid("%s: Image %q: the cluster image configuration must be named cluster", path, o.Name)
+					return invalid(pipeline.ReasonInvalidClusterConfig, "%s: Image %q: the cluster image configuration must be named cluster", path, o.Name)
 				}
 				if in.Cluster.Image != nil {
-					return invalid("%s: a second Image cluster object", path)
+					return invalid(pipeline.ReasonInvalidClusterConfig, "%s: a second Image cluster object", path)
 				}
 				in.Cluster.Image = o
 			case *configv1.ImageDigestMirrorSet:
@@ -196,7 +242,7 @@ func loadClusterConfig(codecs serializer.CodecFactory, dir string, in *pipeline.
 			case *corev1.ConfigMap:
 				configMaps = append(configMaps, o)
 			default:
-				return invalid("%s: %T is not cluster registry configuration (Image, ImageDigestMirrorSet, ImageTagMirrorSet, ImageContentPolicy, ConfigMap)", path, obj)
+				return invalid(pipeline.ReasonInvalidClusterConfig, "%s: %T is not cluster registry configuration (Image, ImageDigestMirrorSet, ImageTagMirrorSet, ImageContentPolicy, ConfigMap)", path, obj)
 			}
 		}
 	}
@@ -212,11 +258,11 @@ func loadClusterConfig(codecs serializer.CodecFactory, dir string, in *pipeline.
 		case caName:
 			in.Cluster.AdditionalTrustedCA = cm
 		default:
-			return invalid("ConfigMap %q in --cluster-config is neither %s nor the additionalTrustedCA the Image cluster names (%q)", cm.Name, pipeline.OSImageURLConfigMap, caName)
+			return invalid(pipeline.ReasonInvalidClusterConfig, "ConfigMap %q in --cluster-config is neither %s nor the additionalTrustedCA the Image cluster names (%q)", cm.Name, pipeline.OSImageURLConfigMap, caName)
 		}
 	}
 	if caName != "" && in.Cluster.AdditionalTrustedCA == nil {
-		return invalid("Image cluster names additionalTrustedCA ConfigMap %q but --cluster-config has no ConfigMap of that name", caName)
+		return invalid(pipeline.ReasonInvalidClusterConfig, "Image cluster names additionalTrustedCA ConfigMap %q but --cluster-config has no ConfigMap of that name", caName)
 	}
 	return nil
 }
@@ -228,7 +274,7 @@ func (f *fileInputs) loadCredentials(codecs serializer.CodecFactory, in *pipelin
 	pull, push := f.pullSecret, f.pushSecret
 	if f.authFile != "" {
 		if pull != "" || push != "" {
-			return invalid("--authfile is both the pull and the push credentials; do not combine it with --pull-secret/--push-secret")
+			return invalid(pipeline.ReasonInvalidFlag, "--authfile is both the pull and the push credentials; do not combine it with --pull-secret/--push-secret")
 		}
 		pull, push = f.authFile, f.authFile
 	}
@@ -244,7 +290,7 @@ func (f *fileInputs) loadCredentials(codecs serializer.CodecFactory, in *pipelin
 		return err
 	}
 	if required && (in.PullSecret == nil || in.PushSecret == nil) {
-		return invalid("credentials are required: pass --authfile F, or --pull-secret F and --push-secret F (a Secret manifest or a containers auth file)")
+		return invalid(pipeline.ReasonSecretNotFound, "credentials are required: pass --authfile F, or --pull-secret F and --push-secret F (a Secret manifest or a containers auth file)")
 	}
 	in.CredentialsOptional = !required
 	return nil
@@ -276,7 +322,7 @@ func secretFromFile(codecs serializer.CodecFactory, flag, path, name, ns string)
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, invalid("%s: %s %s: %v", pipeline.ReasonSecretNotFound, flag, path, err)
+		return nil, invalid(pipeline.ReasonSecretNotFound, "%s %s: %v", flag, path, err)
 	}
 	if obj, _, err := codecs.UniversalDeserializer().Decode(raw, nil, nil); err == nil {
 		s, ok := obj.(*corev1.Secret)
@@ -285,13 +331,13 @@ func secretFromFile(codecs serializer.CodecFactory, flag, path, name, ns string)
 			if kind == "" {
 				kind = fmt.Sprintf("%T", obj)
 			}
-			return nil, invalid("%s: %s %s: want a Secret manifest or a containers auth file, found a %s", pipeline.ReasonInvalidSecret, flag, path, kind)
+			return nil, invalid(pipeline.ReasonInvalidSecret, "%s %s: want a Secret manifest or a containers auth file, found a %s", flag, path, kind)
 		}
 		return s, nil
 	}
 	auths, err := registry.ParseAuthFile(path, raw)
 	if err != nil {
-		return nil, invalid("%s: %s: %v", pipeline.ReasonInvalidSecret, flag, err)
+		return nil, invalid(pipeline.ReasonInvalidSecret, "%s: %v", flag, err)
 	}
 	// Canonical {"auths":…} whichever of the two auth file forms the file had.
 	if raw, err = auths.AuthFile(); err != nil {

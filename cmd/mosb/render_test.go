@@ -324,7 +324,9 @@ func dockerImage(t *testing.T, spec string) types.UnparsedImage {
 	return refOnly{ref: ref}
 }
 
-// The CLI refuses exactly what pipeline.Prepare refuses, with the same reason and message.
+// Of objects the CRD accepts, the CLI refuses exactly what pipeline.Prepare refuses, with the same
+// reason and message. (What the CRD refuses, the CLI refuses first as the API server does:
+// test/integration's TestTheCLIAndTheAPIServerAgreeOnEveryMachineOSConfig.)
 func TestRenderInvalidInputIsPrepareFailure(t *testing.T) {
 	tests := []struct {
 		name string
@@ -336,7 +338,6 @@ func TestRenderInvalidInputIsPrepareFailure(t *testing.T) {
 		arch              string
 		reason            string
 	}{
-		{name: "pushspec without a tag", content: "RUN true", target: "push.example.com/os/worker", reason: pipeline.ReasonInvalidPushspec},
 		{name: "unknown instruction", content: "RUN true\nFROBNICATE now", target: renderTarget, reason: pipeline.ReasonInvalidContainerfile},
 		{name: "base registry blocked", content: "RUN true", target: renderTarget, imageConfig: "blockedRegistries: [" + renderSource + "]", reason: pipeline.ReasonRegistryBlocked},
 		{name: "push target not allowed", content: "RUN true", target: renderTarget, imageConfig: "allowedRegistries: [" + renderSource + "]", reason: pipeline.ReasonRegistryBlocked},
