@@ -22,6 +22,14 @@ const (
 	ReasonInvalidBuildResources  = "InvalidBuildResources"
 )
 
+// Reasons only mosb's commands give: for files and flags, which the cluster has no counterpart of.
+const (
+	// ReasonInvalidMachineConfig: the --machineconfig file is not one MachineConfig.
+	ReasonInvalidMachineConfig = "InvalidMachineConfig"
+	// ReasonInvalidFlag: a command-line flag, or a combination of them, cannot work.
+	ReasonInvalidFlag = "InvalidFlag"
+)
+
 // Failure is input that can never build as given. Reason is the condition reason; Message names
 // the object and the fix, and never holds a secret value.
 type Failure struct {

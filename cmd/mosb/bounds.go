@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/mosb-dev/mosb/builder"
+	"github.com/mosb-dev/mosb/pipeline"
 	"github.com/mosb-dev/mosb/registry/bounds"
 )
 
@@ -19,7 +20,7 @@ func addRegistryBoundFlags(fl *pflag.FlagSet, b *bounds.Bounds, what string) {
 
 func checkRegistryBounds(b bounds.Bounds) error {
 	if b.Connect <= 0 || b.Response <= 0 || b.Stall <= 0 {
-		return invalid("--registry-connect-timeout, --registry-response-timeout and --registry-stall-timeout want positive durations, such as 30s (got %s)", b)
+		return invalid(pipeline.ReasonInvalidFlag, "--registry-connect-timeout, --registry-response-timeout and --registry-stall-timeout want positive durations, such as 30s (got %s)", b)
 	}
 	return nil
 }

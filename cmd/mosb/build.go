@@ -44,7 +44,7 @@ or the push failed.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			tightenGC()
 			if output != "" && output != "yaml" {
-				return invalid("-o %q: the only output format is yaml", output)
+				return invalid(pipeline.ReasonInvalidFlag, "-o %q: the only output format is yaml", output)
 			}
 			f.arches = arches
 			if err := checkRegistryBounds(limits); err != nil {

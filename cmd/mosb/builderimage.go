@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/mosb-dev/mosb/pipeline"
 )
 
 // The controller and the builder are one image: run as a Deployment, the controller finds its
@@ -33,7 +35,7 @@ func builderImageSource(flag string, getenv func(string) string) (types.Namespac
 	}
 	pod := types.NamespacedName{Namespace: getenv(envPodNamespace), Name: getenv(envPodName)}
 	if pod.Name == "" || pod.Namespace == "" {
-		return types.NamespacedName{}, invalid("no builder image: set --builder-image to the mosb image build pods run `mosb worker` from, "+
+		return types.NamespacedName{}, invalid(pipeline.ReasonInvalidFlag, "no builder image: set --builder-image to the mosb image build pods run `mosb worker` from, "+
 			"or run the controller in a pod with %s and %s set from the downward API (metadata.name, metadata.namespace) "+
 			"to use the image of its container %q", envPodName, envPodNamespace, controllerContainer)
 	}

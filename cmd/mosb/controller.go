@@ -99,7 +99,7 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 	}
 	resources, err := pipeline.ParseBuildResources(o.buildRequests, o.buildLimits)
 	if err != nil {
-		return invalid("%v", err)
+		return invalid(pipeline.ReasonInvalidBuildResources, "%v", err)
 	}
 	ownPod, err := builderImageSource(o.builderImage, os.Getenv)
 	if err != nil {
@@ -141,13 +141,13 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 		return err
 	}
 	if o.maxRetries < 0 || o.succeededHistory < 0 || o.failedHistory < 0 || o.workers < 1 {
-		return invalid("--max-retries, --succeeded-history and --failed-history must not be negative, --workers at least 1")
+		return invalid(pipeline.ReasonInvalidFlag, "--max-retries, --succeeded-history and --failed-history must not be negative, --workers at least 1")
 	}
 	if err := checkRegistryBounds(o.registryBounds); err != nil {
 		return err
 	}
 	if o.registryTimeout <= 0 {
-		return invalid("--registry-timeout %s: want a positive duration, such as 30s", o.registryTimeout)
+		return invalid(pipeline.ReasonInvalidFlag, "--registry-timeout %s: want a positive duration, such as 30s", o.registryTimeout)
 	}
 	metrics, err := pipeline.NewMetrics(ctrlmetrics.Registry, mgr.GetClient())
 	if err != nil {
@@ -218,11 +218,11 @@ func parseNodeStore(dir, budget string) (*buildpod.NodeStore, error) {
 		return nil, nil
 	}
 	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir || dir == "/" {
-		return nil, invalid("--node-store %q: an absolute, clean directory on the nodes other than /, or empty for none", dir)
+		return nil, invalid(pipeline.ReasonInvalidFlag, "--node-store %q: an absolute, clean directory on the nodes other than /, or empty for none", dir)
 	}
 	q, err := resource.ParseQuantity(budget)
 	if err != nil || q.Sign() < 0 {
-		return nil, invalid("--node-store-budget %q: a size such as 40Gi (0: no limit)", budget)
+		return nil, invalid(pipeline.ReasonInvalidFlag, "--node-store-budget %q: a size such as 40Gi (0: no limit)", budget)
 	}
 	return &buildpod.NodeStore{HostPath: dir, Budget: q.Value()}, nil
 }

@@ -94,7 +94,7 @@ func renderPlan(w io.Writer, plan *pipeline.Plan, show string) error {
 	case "identity":
 		out = []byte(plan.Identity + "\n")
 	default:
-		return fmt.Errorf("%w: --show %q: want containerfile, registries.conf, policy.json or identity", errInvalidInput, show)
+		return invalid(pipeline.ReasonInvalidFlag, "--show %q: want containerfile, registries.conf, policy.json or identity", show)
 	}
 	_, err := w.Write(out)
 	return err

@@ -7,6 +7,8 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+
+	"github.com/mosb-dev/mosb/pipeline"
 )
 
 // Exit codes: scripts in CI tell bad input from a failed build.
@@ -26,6 +28,10 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// A flag that does not parse is bad input like any other: exit 2 with its reason.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return invalid(pipeline.ReasonInvalidFlag, "%v (see --help)", err)
+	})
 	root.AddCommand(newVersionCommand(), newRenderCommand(), newBuildCommand(), newControllerCommand(), newWorkerCommand())
 	return root
 }

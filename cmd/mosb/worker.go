@@ -16,6 +16,7 @@ import (
 
 	"github.com/mosb-dev/mosb/builder"
 	"github.com/mosb-dev/mosb/builder/buildpod"
+	"github.com/mosb-dev/mosb/pipeline"
 	"github.com/mosb-dev/mosb/registry"
 )
 
@@ -76,10 +77,10 @@ type workerSettings struct {
 func prepareNodeStore(ctx context.Context, s workerSettings, stderr io.Writer) error {
 	req, err := buildpod.ReadRequest(s.requestDir)
 	if err != nil {
-		return invalid("%v", err)
+		return invalid(buildpod.ReasonInvalidRequest, "%v", err)
 	}
 	if s.store == "" {
-		return invalid("--prepare-store needs --store")
+		return invalid(pipeline.ReasonInvalidFlag, "--prepare-store needs --store")
 	}
 	rc := req.Registry
 	if s.pullSecretDir != "" {
@@ -247,13 +248,13 @@ func readWorkerInput(s workerSettings) (workerInput, error) {
 	var in workerInput
 	var err error
 	if in.req, err = buildpod.ReadRequest(s.requestDir); err != nil {
-		return in, invalid("%v", err)
+		return in, invalid(buildpod.ReasonInvalidRequest, "%v", err)
 	}
 	if in.pushCfg, err = in.req.Registry.PushConfig(); err != nil {
-		return in, invalid("%v", err)
+		return in, invalid(buildpod.ReasonInvalidRequest, "%v", err)
 	}
 	if s.pushSecretDir == "" {
-		return in, invalid("--push-secret is required: the image cannot be pushed without credentials")
+		return in, invalid(pipeline.ReasonSecretNotFound, "--push-secret is required: the image cannot be pushed without credentials")
 	}
 	if in.pushAuths, err = readSecretDir(s.pushSecretDir); err != nil {
 		return in, err
@@ -282,15 +283,15 @@ func readSecretDir(dir string) (registry.Auths, error) {
 			continue
 		}
 		if err != nil {
-			return registry.Auths{}, invalid("reading the secret mounted at %s: %v", dir, err)
+			return registry.Auths{}, invalid(pipeline.ReasonSecretNotFound, "reading the secret mounted at %s: %v", dir, err)
 		}
 		auths, err := f.parse(dir, raw)
 		if err != nil {
-			return registry.Auths{}, fmt.Errorf("%w: %v", errInvalidInput, err)
+			return registry.Auths{}, invalid(pipeline.ReasonInvalidSecret, "%v", err)
 		}
 		return auths, nil
 	}
-	return registry.Auths{}, invalid("the secret mounted at %s has neither .dockerconfigjson nor .dockercfg: it must be of type kubernetes.io/dockerconfigjson (or kubernetes.io/dockercfg)", dir)
+	return registry.Auths{}, invalid(pipeline.ReasonInvalidSecret, "the secret mounted at %s has neither .dockerconfigjson nor .dockercfg: it must be of type kubernetes.io/dockerconfigjson (or kubernetes.io/dockercfg)", dir)
 }
 
 // cacheFor gives buildah the push secret's credential for the cache repository alone (scoped to
@@ -304,7 +305,7 @@ func cacheFor(repo string, push registry.Auths) (*builder.Cache, error) {
 	}
 	scoped, err := registry.NewAuths(map[string]registry.Credential{repo: cred})
 	if err != nil {
-		return nil, invalid("cache repository %q is not host[:port]/repository", repo)
+		return nil, invalid(buildpod.ReasonInvalidRequest, "cache repository %q is not host[:port]/repository", repo)
 	}
 	if c.Auth, err = scoped.AuthFile(); err != nil {
 		return nil, err
