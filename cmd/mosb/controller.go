@@ -93,6 +93,15 @@ func newControllerCommand() *cobra.Command {
 
 func runController(cmd *cobra.Command, o controllerOptions) error {
 	// Refused at start-up, before anything else: every build would get them.
+	if o.maxRetries < 0 || o.succeededHistory < 0 || o.failedHistory < 0 || o.workers < 1 {
+		return invalid(pipeline.ReasonInvalidFlag, "--max-retries, --succeeded-history and --failed-history must not be negative, --workers at least 1")
+	}
+	if err := checkRegistryBounds(o.registryBounds); err != nil {
+		return err
+	}
+	if o.registryTimeout <= 0 {
+		return invalid(pipeline.ReasonInvalidFlag, "--registry-timeout %s: want a positive duration, such as 30s", o.registryTimeout)
+	}
 	nodeStore, err := parseNodeStore(o.nodeStore, o.nodeStoreBudget)
 	if err != nil {
 		return err
@@ -139,15 +148,6 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 	})
 	if err != nil {
 		return err
-	}
-	if o.maxRetries < 0 || o.succeededHistory < 0 || o.failedHistory < 0 || o.workers < 1 {
-		return invalid(pipeline.ReasonInvalidFlag, "--max-retries, --succeeded-history and --failed-history must not be negative, --workers at least 1")
-	}
-	if err := checkRegistryBounds(o.registryBounds); err != nil {
-		return err
-	}
-	if o.registryTimeout <= 0 {
-		return invalid(pipeline.ReasonInvalidFlag, "--registry-timeout %s: want a positive duration, such as 30s", o.registryTimeout)
 	}
 	metrics, err := pipeline.NewMetrics(ctrlmetrics.Registry, mgr.GetClient())
 	if err != nil {

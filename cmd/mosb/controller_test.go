@@ -32,3 +32,23 @@ func TestControllerRefusesBadResourceFlags(t *testing.T) {
 		}
 	}
 }
+
+// A flag that does not parse, or a value that cannot work, is bad input with its reason, on every
+// command: exit 2, `invalid input: InvalidFlag: …`, the flag named.
+func TestEveryCommandRefusesBadFlagsWithAReason(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"build", "--no-such-flag"}, "--no-such-flag"},
+		{[]string{"render", "--registry-stall-timeout=soon"}, "--registry-stall-timeout"},
+		{[]string{"controller", "--workers=0", "--builder-image=mosb:test"}, "--workers"},
+		{[]string{"render", "-f", "x.yaml", "--show", "everything"}, "--show"},
+		{[]string{"worker", "--prepare-store"}, "--prepare-store"},
+	} {
+		res := runCLI(t, tc.args...)
+		if want := "invalid input: InvalidFlag: "; res.code != exitInvalidInput || !strings.Contains(res.stderr, want) || !strings.Contains(res.stderr, tc.flag) {
+			t.Errorf("%v: exit %d, want %d with %q naming %s: %s", tc.args, res.code, exitInvalidInput, want, tc.flag, res.stderr)
+		}
+	}
+}

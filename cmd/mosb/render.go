@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -54,6 +55,9 @@ policy.json the build pod gets. Invalid input exits 2 with the message a conditi
 			if arch != "" {
 				f.arches = []string{arch}
 			}
+			if !slices.Contains(renderShows, strings.ToLower(show)) {
+				return invalid(pipeline.ReasonInvalidFlag, "--show %q: want one of %s", show, strings.Join(renderShows, ", "))
+			}
 			plan, err := prepare(f, false)
 			if err != nil {
 				return err
@@ -82,6 +86,9 @@ func writeRequest(stderr io.Writer, plan *pipeline.Plan, dir string) error {
 	return nil
 }
 
+// renderShows are what --show may print.
+var renderShows = []string{"containerfile", "registries.conf", "policy.json", "identity"}
+
 func renderPlan(w io.Writer, plan *pipeline.Plan, show string) error {
 	var out []byte
 	switch strings.ToLower(show) {
@@ -94,7 +101,7 @@ func renderPlan(w io.Writer, plan *pipeline.Plan, show string) error {
 	case "identity":
 		out = []byte(plan.Identity + "\n")
 	default:
-		return invalid(pipeline.ReasonInvalidFlag, "--show %q: want containerfile, registries.conf, policy.json or identity", show)
+		return invalid(pipeline.ReasonInvalidFlag, "--show %q: want one of %s", show, strings.Join(renderShows, ", "))
 	}
 	_, err := w.Write(out)
 	return err

@@ -75,12 +75,12 @@ type workerSettings struct {
 // time: whatever goes wrong here is said and the build pulls the base itself (exit 0), except a
 // malformed request, which the build would refuse too.
 func prepareNodeStore(ctx context.Context, s workerSettings, stderr io.Writer) error {
+	if s.store == "" {
+		return invalid(pipeline.ReasonInvalidFlag, "--prepare-store needs --store")
+	}
 	req, err := buildpod.ReadRequest(s.requestDir)
 	if err != nil {
 		return invalid(buildpod.ReasonInvalidRequest, "%v", err)
-	}
-	if s.store == "" {
-		return invalid(pipeline.ReasonInvalidFlag, "--prepare-store needs --store")
 	}
 	rc := req.Registry
 	if s.pullSecretDir != "" {
