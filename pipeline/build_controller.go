@@ -394,7 +394,7 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 		}
 		status.FailedAttempts = append(status.FailedAttempts, mosbv1.BuildAttemptFailure{Attempt: status.Attempt, Reason: d.Failure.Reason, Message: d.Failure.Message, Time: now})
 		status.Attempt++
-		r.metrics().retried(d.Failure.Reason)
+		r.metrics().retried(b, d.Failure.Reason)
 		ctrl.LoggerFrom(ctx).Info("build attempt failed; retrying", "machineosbuild", b.Name, "attempt", status.Attempt-1, "reason", d.Failure.Reason, "after", again)
 		r.Recorder.Eventf(b, corev1.EventTypeWarning, d.Failure.Reason, "attempt %d failed, retrying: %s", status.Attempt-1, d.Failure.Message)
 	case AttemptPublish:

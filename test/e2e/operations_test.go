@@ -226,7 +226,10 @@ func TestHistoryLimitsAndMetrics(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
-		`mosb_builds_total{reason="Built",result="Succeeded"} 6`,
+		`mosb_builds_total{machineosconfig="hist",reason="Built",result="Succeeded"} 6`,
+		`mosb_machineosconfig_ready{machineosconfig="hist"} 1`,
+		`mosb_machineosconfig_degraded{machineosconfig="hist",reason=""} 0`,
+		`mosb_machineosconfig_last_successful_build_timestamp_seconds{machineosconfig="hist"} `,
 		`mosb_build_duration_seconds_count{result="Succeeded"} 6`,
 		`mosb_builds_in_flight 0`,
 		`workqueue_depth{controller="build",name="build"`,
