@@ -17,6 +17,7 @@ declare -A want=(
   [uidmap]=/usr/bin/newuidmap
   [containerd]=/usr/bin/containerd     # the real-kubelet e2e and demo run pods with it (and runc)
   [time]=/usr/bin/time                 # make bench: peak RSS of a tool, measured from a small parent
+  [prometheus]=/usr/bin/promtool       # promtool checks and unit-tests deploy/monitoring's alerts
 )
 
 missing=()
