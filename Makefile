@@ -75,14 +75,14 @@ fuzz: ## every fuzz target for FUZZTIME each
 bench: deps build ## mosb build vs the buildah CLI, cold vs warm, on busybox and on the realistic OS base (overlay; vfs once: MOSB_BENCH_VFS_RUNS); the controller vs mosb build, 200 MachineOSConfigs' reconciles: tables of medians (MOSB_BENCH_RUNS, default 3), about an hour
 	MOSB_BENCH=1 MOSB_BIN=$(CURDIR)/$(BIN) $(GO) test $(GOFLAGS_MOSB) -count=1 -v -timeout 150m -run '^(TestBuildSpeed|TestPipelineSpeed|TestRealBaseSpeed)$$' ./test/bench
 
-demo: deps build ## a local single-node cluster + registry, mosb deployed from deploy/local, the example MachineOSConfig built in a real pod, ending with the digest in status
+demo: deps build ## a local single-node cluster + registry, mosb deployed from deploy/local, the example MachineOSConfig built in a real pod, ending with the digest in status; KEEP=1 leaves it running to explore (make demo-down ends it)
 	@assets=$$(hack/kube-assets.sh kubelet | tail -n1); \
-	KUBEBUILDER_ASSETS=$$assets $(GO) run $(GOFLAGS_MOSB) ./test/demo -mosb $(BIN)
+	KUBEBUILDER_ASSETS=$$assets $(GO) run $(GOFLAGS_MOSB) ./test/demo -mosb $(BIN) $(if $(KEEP),-keep)
 
 # '[m]osb': a pattern that does not match the shell running pkill.
-demo-down: ## the demo tears itself down when it ends; this removes what an interrupted one (or test) left
-	@pkill -f '[m]osb-demo-' || true; pkill -f '[b]in/mosb controller' || true
+demo-down: ## ends a demo left running by `make demo KEEP=1`, and removes what an interrupted one (or test) left
 	@$(GO) run $(GOFLAGS_MOSB) ./test/demo -down
+	@pkill -f '[m]osb-demo-' || true; pkill -f '[b]in/mosb controller' || true
 
 clean:
 	rm -rf bin

@@ -6,8 +6,14 @@
 // tears everything down. Where this machine cannot run a kubelet it says so and runs the controller
 // as a process, with build pods run by the kubelet stand-in.
 //
-//	go run ./test/demo -mosb bin/mosb    (make demo)
-//	go run ./test/demo -down             (make demo-down: removes what an interrupted demo left)
+// With -keep the demo runs detached (its own session) and stays up after the build, so one can
+// explore the cluster with kubectl: the command returns once it is ready, after printing how to
+// use it (also in /var/tmp/mosb-demo/README). -down ends it (SIGTERM: it tears itself down), then
+// removes whatever an interrupted demo or test left.
+//
+//	go run ./test/demo -mosb bin/mosb          (make demo)
+//	go run ./test/demo -mosb bin/mosb -keep    (make demo KEEP=1)
+//	go run ./test/demo -down                   (make demo-down)
 package main
 
 import (
@@ -39,9 +45,14 @@ func main() {
 	mosbBin := flag.String("mosb", "bin/mosb", "the mosb binary (make build)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "how long to wait for the image")
 	standIn := flag.Bool("standin", false, "run build pods with the kubelet stand-in even where a real kubelet can run")
-	down := flag.Bool("down", false, "remove what an interrupted demo or test left (kubelet cluster processes, mounts, cgroups, directories) and exit")
+	down := flag.Bool("down", false, "end a demo left running by -keep, remove what an interrupted demo or test left (kubelet cluster processes, mounts, cgroups, directories) and exit")
+	keep := flag.Bool("keep", false, "leave the cluster running after the build (detached); -down ends it")
 	flag.Parse()
 	if *down {
+		if err := stopKept(2 * time.Minute); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 		dirs, err := harness.CleanKubeletClusters()
 		for _, d := range dirs {
 			fmt.Println("removed", d)
@@ -52,7 +63,10 @@ func main() {
 		}
 		return
 	}
-	d := &demo{}
+	if *keep && os.Getenv(keptEnv) == "" {
+		os.Exit(startKept(*timeout))
+	}
+	d := &demo{keep: *keep}
 	code := 0
 	if err := d.run(*mosbBin, *timeout, *standIn); err != nil {
 		fmt.Fprintln(os.Stderr, "demo failed:", err)
@@ -66,6 +80,7 @@ func main() {
 type demo struct {
 	cleanups []func()
 	failed   error
+	keep     bool
 }
 
 type failure struct{ err error }
@@ -148,6 +163,7 @@ func (d *demo) run(mosbBin string, timeout time.Duration, standIn bool) (err err
 	}
 
 	var ctrlLog func() string
+	var ctrlLogPath string
 	if kc != nil {
 		step("making the node a worker: the pool's node selector picks it")
 		if _, err := kc.Kubectl("label", "node", kc.NodeName, harness.WorkerRoleLabel+"="); err != nil {
@@ -160,7 +176,7 @@ func (d *demo) run(mosbBin string, timeout time.Duration, standIn bool) (err err
 			return out
 		}
 	} else {
-		ctrlLog = d.startStandIn(ctx, cp, bin)
+		ctrlLog, ctrlLogPath = d.startStandIn(ctx, cp, bin)
 	}
 
 	step("kubectl apply -f examples/demo/machineosconfig.yaml")
@@ -208,12 +224,19 @@ func (d *demo) run(mosbBin string, timeout time.Duration, standIn bool) (err err
 		_ = kubectl("get", "pods", "-n", ns, "-o", "wide").Run()
 	}
 	step("kubectl get machineosconfigs -o wide")
-	return kubectl("get", "machineosconfigs", "-o", "wide").Run()
+	if err := kubectl("get", "machineosconfigs", "-o", "wide").Run(); err != nil || !d.keep {
+		return err
+	}
+	logHint := "kubectl -n " + ns + " logs deploy/mosb-controller"
+	if kc == nil {
+		logHint = "(a process here) " + ctrlLogPath
+	}
+	return d.stayUp(ctx, cp, reg, ns, logHint)
 }
 
 // startStandIn runs build pods with the kubelet stand-in and `mosb controller` as a process; it
-// returns a way to read the controller's log.
-func (d *demo) startStandIn(ctx context.Context, cp *harness.ControlPlane, bin string) func() string {
+// returns a way to read the controller's log, and its file.
+func (d *demo) startStandIn(ctx context.Context, cp *harness.ControlPlane, bin string) (func() string, string) {
 	step("starting the kubelet stand-in (one amd64 worker node; build pods run as real processes)")
 	ki, err := kubeletstandin.Start(ctx, cp.Config, kubeletstandin.Options{
 		Nodes:    []kubeletstandin.Node{{Name: "demo-node", Labels: map[string]string{"kubernetes.io/arch": "amd64", harness.WorkerRoleLabel: ""}}},
@@ -241,5 +264,5 @@ func (d *demo) startStandIn(ctx context.Context, cp *harness.ControlPlane, bin s
 	return func() string {
 		raw, _ := os.ReadFile(logf.Name())
 		return string(raw)
-	}
+	}, logf.Name()
 }
