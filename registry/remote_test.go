@@ -39,6 +39,8 @@ type testRegistry struct {
 	srv      *httptest.Server
 	requests atomic.Int64
 	failures atomic.Int64 // manifest requests still to answer 503
+	// refuseDelete answers DELETE as a docker-registry without storage.delete.enabled does.
+	refuseDelete atomic.Bool
 }
 
 func newTestRegistry(t *testing.T, user, pass string, tlsServer bool) *testRegistry {
@@ -54,6 +56,12 @@ func newTestRegistry(t *testing.T, user, pass string, tlsServer bool) *testRegis
 				http.Error(w, "unauthorized", http.StatusUnauthorized)
 				return
 			}
+		}
+		if r.Method == http.MethodDelete && tr.refuseDelete.Load() {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			_, _ = io.WriteString(w, `{"errors":[{"code":"UNSUPPORTED","message":"The operation is unsupported."}]}`)
+			return
 		}
 		if strings.Contains(r.URL.Path, "/manifests/") && tr.failures.Load() > 0 {
 			tr.failures.Add(-1)

@@ -21,11 +21,14 @@ var (
 	ErrNotFound = errors.New("image not found in registry")
 	// ErrUnreachable: no HTTP answer (DNS, connection, TLS).
 	ErrUnreachable = errors.New("registry unreachable")
+	// ErrUnsupported: the registry does not do what was asked (HTTP 405), such as deleting a
+	// manifest on a docker-registry without storage.delete.enabled.
+	ErrUnsupported = errors.New("registry does not support the operation")
 )
 
 // RemoteError is a failed registry call. Its message names the registry and the HTTP status.
 type RemoteError struct {
-	// Op is what was being done: "resolve", "check", "inspect" or "push".
+	// Op is what was being done: "resolve", "check", "inspect", "push" or "delete".
 	Op string
 	// Reference is the image the call was about.
 	Reference string
@@ -52,7 +55,7 @@ func newRemoteError(op string, ref Reference, err error) *RemoteError {
 func (e *RemoteError) Error() string {
 	status := fmt.Sprintf("HTTP %d %s", e.StatusCode, http.StatusText(e.StatusCode))
 	secret := "pull secret"
-	if e.Op == "push" {
+	if e.Op == "push" || e.Op == "delete" {
 		secret = "push secret"
 	}
 	switch {
@@ -61,6 +64,9 @@ func (e *RemoteError) Error() string {
 			e.Op, e.Reference, e.Registry, status, secret, e.Registry)
 	case e.StatusCode == http.StatusNotFound:
 		return fmt.Sprintf("%s %s: registry %s has no such image (%s)", e.Op, e.Reference, e.Registry, status)
+	case e.StatusCode == http.StatusMethodNotAllowed:
+		return fmt.Sprintf("%s %s: registry %s does not allow it (%s); a docker-registry deletes images only with storage.delete.enabled",
+			e.Op, e.Reference, e.Registry, status)
 	case e.StatusCode != 0:
 		return fmt.Sprintf("%s %s: registry %s answered %s: %v", e.Op, e.Reference, e.Registry, status, e.Err)
 	case isTLSError(e.Err):
@@ -79,6 +85,8 @@ func (e *RemoteError) Unwrap() []error {
 		out = append(out, ErrUnauthorized)
 	case e.StatusCode == http.StatusNotFound:
 		out = append(out, ErrNotFound)
+	case e.StatusCode == http.StatusMethodNotAllowed:
+		out = append(out, ErrUnsupported)
 	case e.StatusCode == 0 && !errors.Is(e.Err, context.Canceled) && !errors.Is(e.Err, context.DeadlineExceeded):
 		out = append(out, ErrUnreachable)
 	}
