@@ -63,6 +63,9 @@ type BuildReconciler struct {
 	MaxRetries int
 	// SucceededHistory and FailedHistory are how many ended MachineOSBuilds of each kind are kept.
 	SucceededHistory, FailedHistory int
+	// PruneImages deletes the images of the builds that go (history, MachineOSConfig deleted)
+	// from the registry, unless something else refers to them (prune.go).
+	PruneImages bool
 	// ImagePullGrace is how long a build pod may fail to pull the builder image (default 5m).
 	ImagePullGrace time.Duration
 	// APIReader reads around the cache, to tell a deleted pod from one the cache has not seen yet.
@@ -99,7 +102,11 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !m.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, r.finishDeletion(ctx, m)
+	}
+	// On: the object changes (metadata only: no new reconcile comes of it), the work goes on.
+	if err := r.keepFinalizer(ctx, m); err != nil {
+		return ctrl.Result{}, err
 	}
 
 	in, failure, err := r.gatherInputs(ctx, m)
@@ -439,7 +446,7 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 		if err := r.cleanup(ctx, b); err != nil {
 			return 0, err
 		}
-		return 0, r.pruneHistory(ctx, m.Name, b.Name)
+		return 0, r.pruneHistory(ctx, m, plan, b.Name, phase == PhaseSucceeded)
 	}
 	return again, nil
 }
@@ -526,14 +533,17 @@ func (r *BuildReconciler) now() time.Time {
 
 // pruneHistory keeps the newest SucceededHistory succeeded and FailedHistory failed or
 // interrupted MachineOSBuilds of a MachineOSConfig (and always the current one), and deletes
-// the others with their pods and ConfigMaps.
-func (r *BuildReconciler) pruneHistory(ctx context.Context, mosc, current string) error {
-	builds, err := r.buildsOf(ctx, mosc)
+// the others with their pods, ConfigMaps and (PruneImages) images. When the current build
+// succeeded, the MachineOSConfig's status is about to name its image: the image it names now
+// does not keep itself (only the builds kept, nodes and pinned sets do).
+func (r *BuildReconciler) pruneHistory(ctx context.Context, m *mosbv1.MachineOSConfig, plan *Plan, current string, currentSucceeded bool) error {
+	builds, err := r.buildsOf(ctx, m.Name)
 	if err != nil {
 		return err
 	}
 	sort.Slice(builds, func(i, j int) bool { return createdBefore(&builds[j], &builds[i]) })
 	kept := map[bool]int{}
+	var doomed []mosbv1.MachineOSBuild
 	for i := range builds {
 		b := &builds[i]
 		phase := Phase(b)
@@ -549,13 +559,18 @@ func (r *BuildReconciler) pruneHistory(ctx context.Context, mosc, current string
 			kept[succeeded]++
 			continue
 		}
+		doomed = append(doomed, *b)
+	}
+	r.pruneImages(ctx, m, plan, doomed, currentSucceeded)
+	for i := range doomed {
+		b := &doomed[i]
 		if err := r.cleanup(ctx, b); err != nil {
 			return err
 		}
 		if err := r.Client.Delete(ctx, b); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting old MachineOSBuild %s: %w", b.Name, err)
 		}
-		ctrl.LoggerFrom(ctx).Info("history limit: deleted an old build", "machineosbuild", b.Name, "phase", phase)
+		ctrl.LoggerFrom(ctx).Info("history limit: deleted an old build", "machineosbuild", b.Name, "phase", Phase(b))
 	}
 	return nil
 }

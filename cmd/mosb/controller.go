@@ -46,6 +46,7 @@ type controllerOptions struct {
 	burst            int
 	workers          int
 	pinImages        bool
+	pruneImages      bool
 	allowEmulation   bool
 	buildRequests    string
 	buildLimits      string
@@ -81,6 +82,7 @@ func newControllerCommand() *cobra.Command {
 	fl.Float32Var(&o.qps, "kube-api-qps", 50, "requests per second to the API server (client-go's default of 5 makes every status write wait)")
 	fl.IntVar(&o.burst, "kube-api-burst", 100, "burst of requests to the API server")
 	fl.IntVar(&o.workers, "workers", 4, "MachineOSConfigs reconciled at once")
+	fl.BoolVar(&o.pruneImages, "prune-images", true, "delete from the registry the images of MachineOSBuilds that go (history limits, MachineOSConfig deleted) with the push credentials, unless a MachineOSConfig, another MachineOSBuild, a PinnedImageSet or a node (machineconfiguration.openshift.io/currentImage, desiredImage) still refers to them")
 	fl.BoolVar(&o.pinImages, "pin-images", false, "after each successful build, pin the new image and its base in the PinnedImageSet mosb-<pool>, referenced from the pool (the annotation mosb.dev/pin-images: \"true\"/\"false\" on a MachineOSConfig opts in or out)")
 	fl.BoolVar(&o.allowEmulation, "allow-emulation", false, "when no schedulable node has a build's architecture, run its build pod on a node labelled emulation.mosb.dev/<arch>=true (one that runs that architecture under qemu binfmt); without it such a pod waits for a node")
 	fl.StringVar(&o.buildRequests, "build-requests", pipeline.DefaultBuildRequests, "build pods' resource requests, cpu=…,memory=…,ephemeral-storage=… (the annotation "+pipeline.AnnotationBuildRequests+" on a MachineOSConfig overrides them key by key); without ephemeral-storage here or in --build-limits it is sized from the base image")
@@ -178,6 +180,7 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 		Metrics:          metrics,
 		MaxRetries:       o.maxRetries,
 		SucceededHistory: o.succeededHistory,
+		PruneImages:      o.pruneImages,
 		FailedHistory:    o.failedHistory,
 		ImagePullGrace:   o.imagePullGrace,
 		Workers:          o.workers,
