@@ -63,6 +63,8 @@ type envOptions struct {
 	controllerKubeconfig func(e *env) string
 	// noController: the test runs the controller itself (in this process, with its own options).
 	noController bool
+	// registry changes how the cluster's registry is served.
+	registry []harness.RegistryOption
 	// standinNamespaces limit the namespaces whose pods the kubelet stand-in schedules and runs
 	// [all]: a test naming another one sees build pods that nothing but the controller touches.
 	standinNamespaces []string
@@ -78,7 +80,7 @@ func newEnvWith(t *testing.T, o envOptions, arches ...string) *env {
 		t.Skip("e2e: needs kube-apiserver, docker-registry and buildah")
 	}
 	bin := mosbBinary(t)
-	e := &env{t: t, cp: harness.StartControlPlane(t, o.controlPlane...), reg: harness.StartRegistry(t)}
+	e := &env{t: t, cp: harness.StartControlPlane(t, o.controlPlane...), reg: harness.StartRegistry(t, o.registry...)}
 	e.c = e.cp.Client
 	if len(arches) == 1 {
 		e.base = harness.PushBaseImage(t, e.reg, "os/base", arches[0])

@@ -47,6 +47,7 @@ type registryOptions struct {
 	auth     bool
 	ca       *CA
 	username string
+	noDelete bool
 }
 
 // RegistryOption changes how a test registry is served.
@@ -60,6 +61,9 @@ func NoAuth() RegistryOption { return func(o *registryOptions) { o.auth = false 
 
 // WithCA signs the serving certificate with a given CA (several registries can share one).
 func WithCA(ca *CA) RegistryOption { return func(o *registryOptions) { o.ca = ca } }
+
+// WithoutDelete serves as docker-registry does by default: DELETE answers 405 Unsupported.
+func WithoutDelete() RegistryOption { return func(o *registryOptions) { o.noDelete = true } }
 
 // WithUsername sets the account the registry accepts.
 func WithUsername(u string) RegistryOption { return func(o *registryOptions) { o.username = u } }
@@ -85,7 +89,7 @@ func StartRegistry(t T, opts ...RegistryOption) *Registry {
 		"log":     map[string]any{"level": "warn", "accesslog": map[string]any{"disabled": true}},
 		"storage": map[string]any{
 			"filesystem": map[string]any{"rootdirectory": filepath.Join(r.dir, "data")},
-			"delete":     map[string]any{"enabled": true},
+			"delete":     map[string]any{"enabled": !o.noDelete},
 		},
 		"http": map[string]any{"addr": r.Host, "secret": randomHex(16)},
 	}
