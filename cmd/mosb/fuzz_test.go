@@ -67,6 +67,10 @@ func fuzzInputFile(f *testing.F, inputs func(file, cluster, valid string) fileIn
 	if err := os.WriteFile(valid, harness.BuildMachineOSConfig("fuzz", fuzzBase, "registry.example.com/os/fuzz:latest", "4.16.0", map[string]string{"": "RUN true"}), 0o600); err != nil {
 		f.Fatal(err)
 	}
+	d, err := newDecoder()
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, raw []byte, secret string) {
 		marker := "Pw" + hex.EncodeToString([]byte(secret)) + "Z"
 		data := bytes.ReplaceAll(raw, []byte("$S"), []byte(marker))
@@ -83,6 +87,7 @@ func fuzzInputFile(f *testing.F, inputs func(file, cluster, valid string) fileIn
 			t.Fatal(err)
 		}
 		in := inputs(file, cluster, valid)
+		in.decoder = d
 		_, err := prepare(&in, false)
 		if err != nil && strings.Contains(err.Error(), marker) && !inIdentifier(data, marker) {
 			t.Fatalf("an error quotes a value of the input: %v", err)

@@ -43,6 +43,9 @@ type fileInputs struct {
 	// asV1 is the MachineOSConfig as given, when it was v1 (OpenShift 4.19 and later): mosb plans
 	// from its v1alpha1 form and prints the result in the version it was given.
 	asV1 *mcfgv1.MachineOSConfig
+	// decoder reads the files (nil: a new one). Making one compiles the CRD's CEL rules: a
+	// caller that loads many inputs (the fuzz targets) makes it once.
+	decoder *decoder
 }
 
 func newScheme() (*runtime.Scheme, error) {
@@ -146,9 +149,12 @@ func fromV1(path string, o *mcfgv1.MachineOSConfig) (*mosbv1.MachineOSConfig, er
 // load reads the files into pipeline inputs, as the controller would read them from the cluster.
 func (f *fileInputs) load(credentialsRequired bool) (pipeline.Inputs, error) {
 	in := pipeline.Inputs{Namespace: f.namespace, Arches: f.arches, DefaultArch: hostArch(), BuilderVersion: builderVersion()}
-	d, err := newDecoder()
-	if err != nil {
-		return in, err
+	d := f.decoder
+	if d == nil {
+		var err error
+		if d, err = newDecoder(); err != nil {
+			return in, err
+		}
 	}
 	if f.machineOSConfig == "" {
 		return in, invalid(pipeline.ReasonInvalidMachineOSConfig, "-f machineosconfig.yaml is required")
