@@ -35,12 +35,13 @@ kube-assets: ## etcd, kube-apiserver, kube-controller-manager, kube-scheduler, k
 realistic-base: ## a ~1.3 GB Debian OS image in ~50 layers split by package (RHCOS's shape), as an OCI layout; root, minutes once, cached; last line: its directory
 	@hack/realistic-base.sh
 
-generate: ## deepcopy and CRD YAML from api/
+generate: ## deepcopy and CRD YAML from api/; OpenShift's v1 MachineOSConfig CRD from the openshift/api module
 	$(GO) tool controller-gen object paths=./api/... crd output:crd:dir=config/crd paths=./api/...
+	@install -m 0644 "$$($(GO) list -m -f '{{.Dir}}' github.com/openshift/api)/machineconfiguration/v1/zz_generated.crd-manifests/0000_80_machine-config_01_machineosconfigs.crd.yaml" config/openshift/
 
 verify: ## generated files are current, code is formatted and vetted
 	@$(MAKE) --no-print-directory generate
-	@git diff --exit-code -- api config/crd || { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
+	@git diff --exit-code -- api config/crd config/openshift || { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "run gofmt"; exit 1; }
 	$(GO) vet $(GOFLAGS_MOSB) ./...
 	@GOTAGS="$(GOTAGS)" hack/check-layers.sh

@@ -30,6 +30,7 @@ import (
 	celconfig "k8s.io/apiserver/pkg/apis/cel"
 
 	"github.com/mosb-dev/mosb/config/crd"
+	"github.com/mosb-dev/mosb/config/openshift"
 )
 
 // Validator checks objects of one version of one CRD.
@@ -93,6 +94,16 @@ func MachineOSConfig() (*Validator, error) {
 		return nil, err
 	}
 	return New(c, "v1alpha1")
+}
+
+// MachineOSConfigV1 is the validator of OpenShift's v1 MachineOSConfig CRD (config/openshift), the
+// one OpenShift 4.19 and later serve.
+func MachineOSConfigV1() (*Validator, error) {
+	c, err := openshift.MachineOSConfig()
+	if err != nil {
+		return nil, err
+	}
+	return New(c, "v1")
 }
 
 // GroupVersionKind is what the validator checks.

@@ -27,7 +27,12 @@ func machineOSConfigValidator(t *testing.T) *validation.Validator {
 
 func corpus(t *testing.T, verdict string) map[string]map[string]any {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join("testdata", "machineosconfigs", verdict, "*.yaml"))
+	return corpusOf(t, "machineosconfigs", verdict)
+}
+
+func corpusOf(t *testing.T, dir, verdict string) map[string]map[string]any {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", dir, verdict, "*.yaml"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no %s corpus: %v", verdict, err)
 	}
@@ -47,15 +52,20 @@ func corpus(t *testing.T, verdict string) map[string]map[string]any {
 }
 
 func TestCorpusVerdicts(t *testing.T) {
-	v := machineOSConfigValidator(t)
-	for name, obj := range corpus(t, "valid") {
-		if errs := v.ValidateCreate(context.Background(), obj); len(errs) > 0 {
-			t.Errorf("valid/%s refused: %s", name, validation.Describe(errs))
-		}
+	v1, err := validation.MachineOSConfigV1()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for name, obj := range corpus(t, "invalid") {
-		if errs := v.ValidateCreate(context.Background(), obj); len(errs) == 0 {
-			t.Errorf("invalid/%s accepted", name)
+	for dir, v := range map[string]*validation.Validator{"machineosconfigs": machineOSConfigValidator(t), "machineosconfigs-v1": v1} {
+		for name, obj := range corpusOf(t, dir, "valid") {
+			if errs := v.ValidateCreate(context.Background(), obj); len(errs) > 0 {
+				t.Errorf("%s/valid/%s refused: %s", dir, name, validation.Describe(errs))
+			}
+		}
+		for name, obj := range corpusOf(t, dir, "invalid") {
+			if errs := v.ValidateCreate(context.Background(), obj); len(errs) == 0 {
+				t.Errorf("%s/invalid/%s accepted", dir, name)
+			}
 		}
 	}
 }

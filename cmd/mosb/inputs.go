@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -67,8 +68,16 @@ func invalid(reason, format string, args ...any) error {
 // checked with the CRD the cluster serves (config/crd), so that mosb refuses what the API server
 // would refuse, with the same rules and messages.
 type decoder struct {
-	codecs          serializer.CodecFactory
-	machineOSConfig *validation.Validator
+	codecs serializer.CodecFactory
+	// crds check the kinds mosb reads as their CRDs do: mosb's v1alpha1 MachineOSConfig, and
+	// OpenShift's v1 one (config/openshift).
+	crds map[schema.GroupVersionKind]crdCheck
+}
+
+type crdCheck struct {
+	validator *validation.Validator
+	// whose says whose CRD it is, in a refusal.
+	whose string
 }
 
 func newDecoder() (*decoder, error) {
@@ -76,11 +85,18 @@ func newDecoder() (*decoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := validation.MachineOSConfig()
-	if err != nil {
-		return nil, err
+	d := &decoder{codecs: serializer.NewCodecFactory(scheme, serializer.EnableStrict), crds: map[schema.GroupVersionKind]crdCheck{}}
+	for _, c := range []struct {
+		make  func() (*validation.Validator, error)
+		whose string
+	}{{validation.MachineOSConfig, "its CRD"}, {validation.MachineOSConfigV1, "OpenShift's v1 CRD"}} {
+		v, err := c.make()
+		if err != nil {
+			return nil, err
+		}
+		d.crds[v.GroupVersionKind()] = crdCheck{validator: v, whose: c.whose}
 	}
-	return &decoder{codecs: serializer.NewCodecFactory(scheme, serializer.EnableStrict), machineOSConfig: v}, nil
+	return d, nil
 }
 
 // decodeFile decodes every YAML or JSON document of a file into typed objects; reason is what a
@@ -122,23 +138,22 @@ func (d *decoder) validate(path string, i int, doc []byte) error {
 		return nil
 	}
 	u := unstructured.Unstructured{Object: obj}
-	if u.GroupVersionKind() != d.machineOSConfig.GroupVersionKind() {
+	check, ok := d.crds[u.GroupVersionKind()]
+	if !ok {
 		return nil
 	}
 	// No network and a bounded CEL cost: nothing here needs a deadline.
-	errs := d.machineOSConfig.ValidateCreate(context.Background(), obj)
+	errs := check.validator.ValidateCreate(context.Background(), obj)
 	if len(errs) == 0 {
 		return nil
 	}
-	return invalid(pipeline.ReasonInvalidMachineOSConfig, "%s: document %d: MachineOSConfig %q breaks the rules of its CRD (the API server would refuse it too): %s", path, i, u.GetName(), validation.Describe(errs))
+	return invalid(pipeline.ReasonInvalidMachineOSConfig, "%s: document %d: MachineOSConfig %q (%s) breaks the rules of %s (the API server would refuse it too): %s",
+		path, i, u.GetName(), u.GetAPIVersion(), check.whose, validation.Describe(errs))
 }
 
-// fromV1 is a v1 MachineOSConfig's v1alpha1 form, refused where the v1 CRD refuses it for what
-// mosb relies on: the builder type, the architectures, and its name, which is its pool's.
+// fromV1 is a v1 MachineOSConfig's v1alpha1 form. What OpenShift's v1 CRD refuses (a name that is
+// not its pool's, more than four containerFile entries…) was refused before, by that CRD.
 func fromV1(path string, o *mcfgv1.MachineOSConfig) (*mosbv1.MachineOSConfig, error) {
-	if o.Name != o.Spec.MachineConfigPool.Name {
-		return nil, invalid(pipeline.ReasonInvalidMachineOSConfig, "%s: MachineOSConfig %q (v1) is named after its pool: metadata.name must be spec.machineConfigPool.name (%q), as OpenShift requires", path, o.Name, o.Spec.MachineConfigPool.Name)
-	}
 	m, err := convert.MachineOSConfigFromV1(o)
 	if err != nil {
 		return nil, invalid(pipeline.ReasonInvalidMachineOSConfig, "%s: MachineOSConfig %q (v1): %v", path, o.Name, err)

@@ -92,18 +92,19 @@ data:
 	}
 }
 
-// What the v1 CRD refuses, mosb refuses with the field and the fix, exit 2.
+// What OpenShift's v1 CRD refuses, mosb refuses with that CRD's own rules and messages, exit 2
+// (test/integration holds the two to one corpus).
 func TestRenderRefusesWhatV1Forbids(t *testing.T) {
 	f := renderFixture(t)
 	for name, tc := range map[string]struct {
 		yaml, says string
 	}{
 		"named other than its pool": {strings.Replace(v1MachineOSConfig("worker", renderTarget, "RUN true"), "  name: worker\nspec:", "  name: my-layers\nspec:", 1),
-			"metadata.name must be spec.machineConfigPool.name"},
+			"MachineOSConfig name must match the referenced MachineConfigPool name"},
 		"v1alpha1's builder": {strings.Replace(v1MachineOSConfig("worker", renderTarget, "RUN true"), "imageBuilderType: Job", "imageBuilderType: PodImageBuilder", 1),
-			`spec.imageBuilder.imageBuilderType "PodImageBuilder": want Job`},
+			`spec.imageBuilder.imageBuilderType: Unsupported value: supported values: "Job"`},
 		"v1alpha1's architecture": {strings.Replace(v1MachineOSConfig("worker", renderTarget, "RUN true"), "containerfileArch: NoArch", "containerfileArch: amd64", 1),
-			`spec.containerFile[0].containerfileArch "amd64": want one of AMD64, ARM64, PPC64LE, S390X, NoArch`},
+			`spec.containerFile[0].containerfileArch: Unsupported value: supported values: "ARM64", "AMD64", "PPC64LE", "S390X", "NoArch"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "mosc.yaml")

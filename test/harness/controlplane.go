@@ -67,6 +67,14 @@ func WithoutOpenShiftCRDs() ControlPlaneOption {
 	}
 }
 
+// WithOpenShiftMachineOSConfigs serves OpenShift's own v1 MachineOSConfig CRD (config/openshift)
+// in place of mosb's CRDs, as an OpenShift 4.19 cluster does.
+func WithOpenShiftMachineOSConfigs() ControlPlaneOption {
+	return func(e *envtest.Environment) {
+		e.CRDInstallOptions.Paths[0] = filepath.Join(RepoRoot(), "config", "openshift")
+	}
+}
+
 // StartControlPlane starts a control plane for the test and stops it when the test ends.
 func StartControlPlane(t T, opts ...ControlPlaneOption) *ControlPlane {
 	t.Helper()

@@ -27,19 +27,14 @@ import (
 var unknownFieldRE = regexp.MustCompile(`unknown field "([^"]+)"`)
 
 // TestTheCLIAndTheAPIServerAgreeOnEveryMachineOSConfig holds mosb's CLI to the cluster's verdict
-// over a shared corpus (api/validation/testdata/machineosconfigs): each object is created on the
-// API server (dry run, strict field validation as kubectl does by default) and given to
-// `mosb render`. The server accepts exactly valid/; the CLI renders each of those and refuses each
-// of invalid/ as InvalidMachineOSConfig, naming every field the server named. The in-process
-// validator the CLI uses names exactly the server's fields.
+// over shared corpora (api/validation/testdata): v1alpha1 objects on an API server serving mosb's
+// CRD, v1 objects on one serving OpenShift's v1 CRD, as OpenShift 4.19 does. Each object is created
+// (dry run, strict field validation as kubectl does by default) and given to `mosb render`. The
+// server accepts exactly valid/; the CLI renders each of those and refuses each of invalid/ as
+// InvalidMachineOSConfig, naming every field the server named. The in-process validator the CLI
+// uses names exactly the server's fields.
 func TestTheCLIAndTheAPIServerAgreeOnEveryMachineOSConfig(t *testing.T) {
-	cp := controlPlane(t)
-	ctx := testContext(t)
 	mosb := harness.MosbBinary(t)
-	validator, err := validation.MachineOSConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
 	cluster := t.TempDir()
 	if err := os.WriteFile(filepath.Join(cluster, "osimageurl.yaml"), []byte(`apiVersion: v1
 kind: ConfigMap
@@ -51,59 +46,89 @@ data:
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	corpus := filepath.Join(harness.RepoRoot(), "api", "validation", "testdata", "machineosconfigs")
-	seen := map[string]int{}
-	for _, verdict := range []string{"valid", "invalid"} {
-		files, err := filepath.Glob(filepath.Join(corpus, verdict, "*.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		seen[verdict] = len(files)
-		for _, file := range files {
-			t.Run(verdict+"/"+strings.TrimSuffix(filepath.Base(file), ".yaml"), func(t *testing.T) {
-				raw, err := os.ReadFile(file)
+	for _, version := range []struct {
+		corpus    string
+		validator func() (*validation.Validator, error)
+		server    func(t *testing.T) *harness.ControlPlane
+		minValid  int
+		minRefuse int
+	}{
+		{"machineosconfigs", validation.MachineOSConfig, controlPlane, 5, 20},
+		{"machineosconfigs-v1", validation.MachineOSConfigV1, func(t *testing.T) *harness.ControlPlane {
+			return harness.StartControlPlane(t, harness.WithOpenShiftMachineOSConfigs())
+		}, 4, 8},
+	} {
+		t.Run(version.corpus, func(t *testing.T) {
+			if testing.Short() {
+				t.Skip("needs kube-apiserver + etcd")
+			}
+			cp := version.server(t)
+			ctx := testContext(t)
+			validator, err := version.validator()
+			if err != nil {
+				t.Fatal(err)
+			}
+			corpus := filepath.Join(harness.RepoRoot(), "api", "validation", "testdata", version.corpus)
+			seen := map[string]int{}
+			for _, verdict := range []string{"valid", "invalid"} {
+				files, err := filepath.Glob(filepath.Join(corpus, verdict, "*.yaml"))
 				if err != nil {
 					t.Fatal(err)
 				}
-				obj := map[string]any{}
-				if err := yaml.Unmarshal(raw, &obj); err != nil {
-					t.Fatal(err)
+				seen[verdict] = len(files)
+				for _, file := range files {
+					t.Run(verdict+"/"+strings.TrimSuffix(filepath.Base(file), ".yaml"), func(t *testing.T) {
+						agree(ctx, t, cp.Client, validator, mosb, cluster, file, verdict == "valid")
+					})
 				}
-				serverFields, serverErr := serverVerdict(ctx, cp.Client, obj)
-				if accepted := serverErr == nil; accepted != (verdict == "valid") {
-					t.Fatalf("the API server disagrees with the corpus (%s): %v", verdict, serverErr)
-				}
-				inProcess := fieldsOf(validator.ValidateCreate(ctx, obj))
-				if !slices.Equal(inProcess, serverFields) {
-					t.Errorf("the in-process validator names %q, the API server %q (%v)", inProcess, serverFields, serverErr)
-				}
-
-				cmd := exec.CommandContext(ctx, mosb, "render", "-f", file, "--cluster-config", cluster, "--show", "containerfile")
-				var stderr bytes.Buffer
-				cmd.Stderr = &stderr
-				err = cmd.Run()
-				var exit *exec.ExitError
-				switch {
-				case verdict == "valid" && err != nil:
-					t.Fatalf("mosb render refused what the API server accepts: %v\n%s", err, stderr.String())
-				case verdict == "invalid" && (!errors.As(err, &exit) || exit.ExitCode() != 2):
-					t.Fatalf("mosb render: %v, want exit 2 as the API server refuses it (%v)\n%s", err, serverErr, stderr.String())
-				case verdict == "invalid":
-					msg := stderr.String()
-					if !strings.Contains(msg, pipeline.ReasonInvalidMachineOSConfig+": ") || !strings.Contains(msg, "breaks the rules of its CRD") {
-						t.Errorf("want an InvalidMachineOSConfig refusal by the CRD's rules:\n%s", msg)
-					}
-					for _, f := range serverFields {
-						if !strings.Contains(msg, f) {
-							t.Errorf("the API server names %s, mosb render does not:\n%s\nserver: %v", f, msg, serverErr)
-						}
-					}
-				}
-			})
-		}
+			}
+			if seen["valid"] < version.minValid || seen["invalid"] < version.minRefuse {
+				t.Fatalf("the corpus is too small: %v", seen)
+			}
+		})
 	}
-	if seen["valid"] < 5 || seen["invalid"] < 20 {
-		t.Fatalf("the corpus is too small: %v", seen)
+}
+
+// agree checks one corpus file: the API server's verdict is the corpus's, the in-process validator
+// names the server's fields, and `mosb render` renders it or refuses it naming them.
+func agree(ctx context.Context, t *testing.T, c client.Client, validator *validation.Validator, mosb, cluster, file string, valid bool) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := map[string]any{}
+	if err := yaml.Unmarshal(raw, &obj); err != nil {
+		t.Fatal(err)
+	}
+	serverFields, serverErr := serverVerdict(ctx, c, obj)
+	if accepted := serverErr == nil; accepted != valid {
+		t.Fatalf("the API server disagrees with the corpus (valid: %v): %v", valid, serverErr)
+	}
+	inProcess := fieldsOf(validator.ValidateCreate(ctx, obj))
+	if !slices.Equal(inProcess, serverFields) {
+		t.Errorf("the in-process validator names %q, the API server %q (%v)", inProcess, serverFields, serverErr)
+	}
+
+	cmd := exec.CommandContext(ctx, mosb, "render", "-f", file, "--cluster-config", cluster, "--show", "containerfile")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case valid && err != nil:
+		t.Fatalf("mosb render refused what the API server accepts: %v\n%s", err, stderr.String())
+	case !valid && (!errors.As(err, &exit) || exit.ExitCode() != 2):
+		t.Fatalf("mosb render: %v, want exit 2 as the API server refuses it (%v)\n%s", err, serverErr, stderr.String())
+	case !valid:
+		msg := stderr.String()
+		if !strings.Contains(msg, pipeline.ReasonInvalidMachineOSConfig+": ") || !strings.Contains(msg, "breaks the rules of") {
+			t.Errorf("want an InvalidMachineOSConfig refusal by the CRD's rules:\n%s", msg)
+		}
+		for _, f := range serverFields {
+			if !strings.Contains(msg, f) {
+				t.Errorf("the API server names %s, mosb render does not:\n%s\nserver: %v", f, msg, serverErr)
+			}
+		}
 	}
 }
 
