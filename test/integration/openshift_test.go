@@ -93,10 +93,10 @@ func TestOpenShiftOverlay(t *testing.T) {
 func buildPodWithNodeStore(t *testing.T) *corev1.Pod {
 	t.Helper()
 	_, pod, err := buildpod.Objects(buildpod.Request{
-		Name:      "worker-0123456789-amd64",
-		Namespace: mosbNamespace,
-		Owner:     metav1.OwnerReference{APIVersion: "machineconfiguration.openshift.io/v1alpha1", Kind: "MachineOSBuild", Name: "worker-0123456789", UID: "6f1c2a9e-0000-4000-8000-000000000001"},
-		Build: buildpod.ArchBuild{Arch: "amd64", Containerfile: []byte("FROM registry.example.com/os/base@sha256:" + strings.Repeat("a", 64) + "\n")},
+		Name:         "worker-0123456789-amd64",
+		Namespace:    mosbNamespace,
+		Owner:        metav1.OwnerReference{APIVersion: "machineconfiguration.openshift.io/v1alpha1", Kind: "MachineOSBuild", Name: "worker-0123456789", UID: "6f1c2a9e-0000-4000-8000-000000000001"},
+		Build:        buildpod.ArchBuild{Arch: "amd64", Containerfile: []byte("FROM registry.example.com/os/base@sha256:" + strings.Repeat("a", 64) + "\n")},
 		Target:       "registry.example.com/os/worker:latest",
 		Registry:     buildpod.RegistryConfig{RegistriesConf: []byte{}, PolicyJSON: []byte{}},
 		PullSecret:   "pull",
