@@ -23,6 +23,7 @@ var (
 	ErrSecretMalformedJSON = errors.New("secret data is not valid JSON")
 	ErrSecretBadBase64     = errors.New("auth field is not valid base64")
 	ErrSecretAuthNoColon   = errors.New("auth field has no colon between username and password")
+	ErrSecretUsernameColon = errors.New("username contains a colon")
 	ErrSecretNoEntries     = errors.New("secret has no registry entries")
 	ErrSecretNoCredentials = errors.New("registry entry has no credentials")
 	ErrSecretBadRegistry   = errors.New("registry key is not a registry")
@@ -181,6 +182,11 @@ func credentialFromEntry(source, key string, e authEntry) (Credential, error) {
 		return NewCredential(user, pass), nil
 	}
 	if e.Username != "" || e.Password != "" {
+		if strings.Contains(e.Username, ":") {
+			// Basic authentication sends user:password; the first ':' ends the user (RFC 7617).
+			return Credential{}, &SecretError{Source: source, Registry: key, Err: ErrSecretUsernameColon,
+				msg: `its "username" contains ':', which HTTP basic authentication cannot carry (the registry would read the part after it as the password); check the field`}
+		}
 		return NewCredential(e.Username, e.Password), nil
 	}
 	msg := `it has neither "auth" nor "username"/"password"; credentials kept by a credential helper (credsStore) are not in the file — log in with --authfile or ` + recreateHint

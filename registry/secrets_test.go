@@ -115,6 +115,7 @@ func secretErrorCases() []struct {
 		{"array top", cfg(`["` + knownPassword + `"]`), ErrSecretMalformedJSON},
 		{"bad base64", cfg(`{"auths":{"quay.io":{"auth":"robot:` + knownPassword + `"}}}`), ErrSecretBadBase64},
 		{"auth without colon", cfg(`{"auths":{"quay.io":{"auth":"` + b64("robot"+knownPassword) + `"}}}`), ErrSecretAuthNoColon},
+		{"username with a colon", cfg(`{"auths":{"quay.io":{"username":"robot:x","password":"` + knownPassword + `"}}}`), ErrSecretUsernameColon},
 		{"no auths", cfg(`{"quay.io":{"auth":"` + auth + `"}}`), ErrSecretNoEntries},
 		{"empty auths", cfg(`{"auths":{}}`), ErrSecretNoEntries},
 		{"empty dockercfg", secret(corev1.SecretTypeDockercfg, map[string]string{".dockercfg": `{}`}), ErrSecretNoEntries},
