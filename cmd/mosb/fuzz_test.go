@@ -14,10 +14,14 @@ import (
 )
 
 // Each fuzz target gives arbitrary bytes to one decoder of the files `mosb build` and `mosb render`
-// read, through prepare as the commands call it: none may panic, and no error may quote a value of
-// the input. "$S" in a seed becomes a secret-looking marker; the fuzzer moves it around. Names are
-// what messages must name (an object's name, a field, a registry host in an auth file), so where
-// the marker became part of a key or of a name, only "no panic" is asserted.
+// read, through prepare as the commands call it: nothing may panic; no error of the decoders (the
+// files read, parsed, checked against their CRD) may quote a value of the input; and, for a
+// credentials file, no error at all. "$S" in a seed becomes a secret-looking marker; the fuzzer
+// moves it around. Names are what messages must name (an object's name and kind, a field, a
+// registry host in an auth file), so where the marker became part of a key or of a name, only "no
+// panic" is asserted. (What the pipeline then refuses in a MachineOSConfig or a cluster's
+// configuration names the offending pullspec or registry, as a condition does: those are not
+// secrets.)
 
 const fuzzBase = "registry.example.com/os/base@sha256:0000000000000000000000000000000000000000000000000000000000000000"
 
@@ -26,14 +30,14 @@ func FuzzMachineOSConfigFile(f *testing.F) {
 	f.Add([]byte("apiVersion: machineconfiguration.openshift.io/v1alpha1\nkind: MachineOSConfig\nmetadata:\n  name: w\nspec:\n  machineConfigPool:\n    name: worker\n  buildInputs:\n    imageBuilder:\n      imageBuilderType: $S\n"), "x")
 	f.Add([]byte("apiVersion: machineconfiguration.openshift.io/v1\nkind: MachineOSConfig\nmetadata:\n  name: worker\nspec:\n  machineConfigPool:\n    name: worker\n  imageBuilder:\n    imageBuilderType: Job\n  renderedImagePushSecret:\n    name: p\n  renderedImagePushSpec: r.example.com/os/w:1\n  containerFile:\n  - containerfileArch: NoArch\n    content: RUN echo $S\n"), "")
 	f.Add([]byte(`{"auths": {"registry.example.com": {"auth": "$S"}}}`), "dXNlcjpwYXNz")
-	fuzzInputFile(f, func(file, _, _ string) fileInputs { return fileInputs{machineOSConfig: file} })
+	fuzzInputFile(f, false, func(file, _, _ string) fileInputs { return fileInputs{machineOSConfig: file} })
 }
 
 func FuzzMachineConfigFile(f *testing.F) {
 	f.Add([]byte("apiVersion: machineconfiguration.openshift.io/v1\nkind: MachineConfig\nmetadata:\n  name: rendered-worker-1\nspec:\n  config:\n    ignition:\n      version: 3.4.0\n    passwd:\n      users:\n      - name: core\n        passwordHash: $S\n"), "")
 	f.Add([]byte("apiVersion: machineconfiguration.openshift.io/v1\nkind: MachineConfig\nmetadata:\n  name: m\nspec:\n  osImageURL: $S\n  kernelArguments: [a]\n"), "k")
 	f.Add([]byte("apiVersion: v1\nkind: Secret\nmetadata: `$S`\n"), "y")
-	fuzzInputFile(f, func(file, _, valid string) fileInputs {
+	fuzzInputFile(f, false, func(file, _, valid string) fileInputs {
 		return fileInputs{machineOSConfig: valid, machineConfig: file}
 	})
 }
@@ -43,7 +47,7 @@ func FuzzClusterConfigFolder(f *testing.F) {
 	f.Add([]byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: machine-config-osimageurl\ndata:\n  baseOSContainerImage: $S\n"), "b")
 	f.Add([]byte("apiVersion: config.openshift.io/v1\nkind: ImageDigestMirrorSet\nmetadata:\n  name: m\nspec:\n  imageDigestMirrors:\n  - source: a.example.com/x\n    mirrors: [\"$S\"]\n"), "m")
 	f.Add([]byte("auths:\n  r:\n    password: $S\n"), "hunter2")
-	fuzzInputFile(f, func(_, cluster, valid string) fileInputs {
+	fuzzInputFile(f, false, func(_, cluster, valid string) fileInputs {
 		return fileInputs{machineOSConfig: valid, clusterConfig: cluster}
 	})
 }
@@ -54,14 +58,15 @@ func FuzzCredentialsFile(f *testing.F) {
 	f.Add([]byte(`{"registry.example.com": {"auth": "$S", "email": "e"}}`), "old")
 	f.Add([]byte("apiVersion: v1\nkind: Secret\nmetadata:\n  name: pull\ntype: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: '{\"auths\":{\"r\":{\"auth\":\"$S\"}}}'\n"), "x")
 	f.Add([]byte("apiVersion: v1\nkind: Secret\nmetadata:\n  name: pull\ntype: kubernetes.io/dockercfg\ndata:\n  .dockercfg: $S\n"), "x")
-	fuzzInputFile(f, func(file, _, valid string) fileInputs {
+	fuzzInputFile(f, true, func(file, _, valid string) fileInputs {
 		return fileInputs{machineOSConfig: valid, pullSecret: file, pushSecret: file}
 	})
 }
 
-// fuzzInputFile runs prepare over the fuzzed bytes, written as a file and as a --cluster-config
-// folder, given to the flags inputs sets.
-func fuzzInputFile(f *testing.F, inputs func(file, cluster, valid string) fileInputs) {
+// fuzzInputFile runs load and prepare over the fuzzed bytes, written as a file and as a
+// --cluster-config folder, given to the flags inputs sets; secret: every error is checked, not
+// only load's.
+func fuzzInputFile(f *testing.F, secret bool, inputs func(file, cluster, valid string) fileInputs) {
 	dir := f.TempDir()
 	valid := filepath.Join(dir, "valid-mosc.yaml")
 	if err := os.WriteFile(valid, harness.BuildMachineOSConfig("fuzz", fuzzBase, "registry.example.com/os/fuzz:latest", "4.16.0", map[string]string{"": "RUN true"}), 0o600); err != nil {
@@ -71,8 +76,8 @@ func fuzzInputFile(f *testing.F, inputs func(file, cluster, valid string) fileIn
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Fuzz(func(t *testing.T, raw []byte, secret string) {
-		marker := "Pw" + hex.EncodeToString([]byte(secret)) + "Z"
+	f.Fuzz(func(t *testing.T, raw []byte, value string) {
+		marker := "Pw" + hex.EncodeToString([]byte(value)) + "Z"
 		data := bytes.ReplaceAll(raw, []byte("$S"), []byte(marker))
 		work := t.TempDir()
 		file := filepath.Join(work, "input.yaml")
@@ -86,17 +91,25 @@ func fuzzInputFile(f *testing.F, inputs func(file, cluster, valid string) fileIn
 		if err := os.WriteFile(filepath.Join(cluster, "objects.yaml"), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
+		quotes := func(err error) bool {
+			return err != nil && strings.Contains(err.Error(), marker) && !inIdentifier(data, marker)
+		}
 		in := inputs(file, cluster, valid)
 		in.decoder = d
-		_, err := prepare(&in, false)
-		if err != nil && strings.Contains(err.Error(), marker) && !inIdentifier(data, marker) {
-			t.Fatalf("an error quotes a value of the input: %v", err)
+		if _, err := in.load(false); quotes(err) {
+			t.Fatalf("a decoding error quotes a value of the input: %v", err)
+		}
+		in = inputs(file, cluster, valid)
+		in.decoder = d
+		if _, err := prepare(&in, false); secret && quotes(err) {
+			t.Fatalf("an error about a credentials file quotes a value of it: %v", err)
 		}
 	})
 }
 
-// inIdentifier says whether marker is part of a key, or of the value of a "name" key, anywhere
-// of the documents of data that parse (an error about one that does not may not quote it either).
+// inIdentifier says whether marker is part of a key, or of the value of a "name", "kind" or
+// "apiVersion" key (a message must say which kind it does not know), in any document of data that
+// parses (an error about one that does not may not quote it either).
 func inIdentifier(data []byte, marker string) bool {
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	for {
@@ -117,7 +130,9 @@ func identifierHolds(v any, marker string) bool {
 			if strings.Contains(k, marker) {
 				return true
 			}
-			if s, ok := x.(string); ok && k == "name" && strings.Contains(s, marker) {
+			// Kubernetes' decoder matches these keys whatever their case.
+			isID := strings.EqualFold(k, "name") || strings.EqualFold(k, "kind") || strings.EqualFold(k, "apiVersion")
+			if s, ok := x.(string); ok && isID && strings.Contains(s, marker) {
 				return true
 			}
 			if identifierHolds(x, marker) {
