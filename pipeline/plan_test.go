@@ -152,7 +152,7 @@ func TestPrepareRefusesInvalidInput(t *testing.T) {
 				in.PullSecret.Type = corev1.SecretTypeOpaque
 			},
 			reason: pipeline.ReasonInvalidSecret,
-			want:   []string{"MachineOSConfig " + moscName, "spec.buildInputs.baseImagePullSecret", ns + "/" + pullName, `"Opaque"`, "kubernetes.io/dockerconfigjson"},
+			want:   []string{"MachineOSConfig " + moscName, "spec.buildInputs.baseImagePullSecret", ns + "/" + pullName, "type Opaque", "kubernetes.io/dockerconfigjson"},
 			secret: pullPassword,
 		},
 		{

@@ -70,8 +70,8 @@ func ParseSecret(s *corev1.Secret) (Auths, error) {
 		key, parse = corev1.DockerConfigKey, ParseDockercfg
 	default:
 		return Auths{}, &SecretError{Source: source, Err: ErrSecretWrongType, msg: fmt.Sprintf(
-			"it has type %s; a registry secret must have type %s (or the legacy %s): %s, or add --type=%s when creating it from a file",
-			quoteShort(string(s.Type)), corev1.SecretTypeDockerConfigJson, corev1.SecretTypeDockercfg, recreateHint, corev1.SecretTypeDockerConfigJson)}
+			"it has %s; a registry secret must have type %s (or the legacy %s): %s, or add --type=%s when creating it from a file",
+			secretTypeInWords(s.Type), corev1.SecretTypeDockerConfigJson, corev1.SecretTypeDockercfg, recreateHint, corev1.SecretTypeDockerConfigJson)}
 	}
 	if len(s.Data) == 0 && len(s.StringData) == 0 {
 		return Auths{}, &SecretError{Source: source, Err: ErrSecretEmpty, msg: "it has no data; " + recreateHint}
@@ -194,6 +194,19 @@ func credentialFromEntry(source, key string, e authEntry) (Credential, error) {
 		msg = `it only has an "identitytoken", which mosb does not support; use a username and password or robot-account token`
 	}
 	return Credential{}, &SecretError{Source: source, Registry: key, Err: ErrSecretNoCredentials, msg: msg}
+}
+
+// secretTypeInWords names a Secret's type when it is one Kubernetes defines; any other text is
+// not repeated: a Secret's fields are its owner's to fill, and this message ends up in logs.
+func secretTypeInWords(t corev1.SecretType) string {
+	switch t {
+	case "":
+		return "no type (Opaque)"
+	case corev1.SecretTypeOpaque, corev1.SecretTypeServiceAccountToken, corev1.SecretTypeBasicAuth,
+		corev1.SecretTypeSSHAuth, corev1.SecretTypeTLS, corev1.SecretTypeBootstrapToken:
+		return "type " + string(t)
+	}
+	return "a type that is not a registry secret's"
 }
 
 // jsonError describes a decoding failure by position and field only: the decoder's own message

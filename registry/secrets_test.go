@@ -276,3 +276,19 @@ func TestParseAuthFileDetectsForm(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// A Secret's type is named when Kubernetes defines it, and not repeated otherwise: the field is
+// its owner's to fill.
+func TestWrongSecretTypeIsNotRepeated(t *testing.T) {
+	for typ, want := range map[corev1.SecretType]string{
+		corev1.SecretTypeOpaque:               "type Opaque",
+		"":                                    "no type (Opaque)",
+		"example.com/Pw73656372657421Z-token": "a type that is not a registry secret's",
+	} {
+		_, err := ParseSecret(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "pull"}, Type: typ,
+			Data: map[string][]byte{corev1.DockerConfigJsonKey: []byte(`{"auths":{}}`)}})
+		if !errors.Is(err, ErrSecretWrongType) || !strings.Contains(err.Error(), want) || (typ != "" && !strings.Contains(want, string(typ)) && strings.Contains(err.Error(), string(typ))) {
+			t.Errorf("type %q: %v, want ErrSecretWrongType saying %q and nothing else of the type", typ, err, want)
+		}
+	}
+}
