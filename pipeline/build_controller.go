@@ -104,7 +104,7 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if !m.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finishDeletion(ctx, m)
 	}
-	// On: the object changes (metadata only: no new reconcile comes of it), the work goes on.
+	// The finalizer is metadata: changing it triggers no reconcile of its own, so this one goes on.
 	if err := r.keepFinalizer(ctx, m); err != nil {
 		return ctrl.Result{}, err
 	}

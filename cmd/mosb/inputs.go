@@ -64,9 +64,9 @@ func invalid(reason, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", errInvalidInput, reason, fmt.Sprintf(format, args...))
 }
 
-// decoder reads the files mosb is given into typed objects. A v1alpha1 MachineOSConfig is first
-// checked with the CRD the cluster serves (config/crd), so that mosb refuses what the API server
-// would refuse, with the same rules and messages.
+// decoder reads the files mosb is given into typed objects. A MachineOSConfig is first checked
+// with the CRD a cluster serves for its version, so that mosb refuses what the API server would
+// refuse, with the same rules and messages.
 type decoder struct {
 	codecs serializer.CodecFactory
 	// crds check the kinds mosb reads as their CRDs do: mosb's v1alpha1 MachineOSConfig, and
@@ -130,8 +130,8 @@ func (d *decoder) decodeFile(path, reason string) ([]runtime.Object, error) {
 	}
 }
 
-// validate refuses a document the API server would refuse, when it is of a kind mosb serves.
-// Anything else (not an object, another kind) is left to the typed decoder to say.
+// validate refuses a document the API server would refuse, when it is of a kind and version it
+// has the CRD of. Anything else (not an object, another kind) is left to the typed decoder to say.
 func (d *decoder) validate(path string, i int, doc []byte) error {
 	var obj map[string]any
 	if err := utiljson.Unmarshal(doc, &obj); err != nil {
