@@ -76,9 +76,9 @@ func BuildImages(b *mosbv1.MachineOSBuild) []string {
 	return out
 }
 
-// IndexChildren are the images of the indexes MachineOSBuilds pushed, by the index's digest, as
+// RecordedIndexChildren are the images of the indexes MachineOSBuilds pushed, by the index's digest, as
 // their statuses record them.
-func IndexChildren(builds []mosbv1.MachineOSBuild) map[string][]string {
+func RecordedIndexChildren(builds []mosbv1.MachineOSBuild) map[string][]string {
 	children := map[string][]string{}
 	for i := range builds {
 		imgs := BuildImages(&builds[i])

@@ -46,9 +46,11 @@ func (r *BuildReconciler) pruneImages(ctx context.Context, m *mosbv1.MachineOSCo
 		return
 	}
 	reg := registry.NewClient(registry.WithKeychain(plan.PushAuths.Keychain()), registry.WithConfig(cfg), registry.WithBounds(r.RegistryBounds))
-	children := IndexChildren(all)
+	children := RecordedIndexChildren(all)
 	for _, img := range UnknownIndexes(doomed, kept, all) {
-		kids, err := r.withRegistryTimeout(ctx, func(ctx context.Context) ([]string, error) { return reg.IndexChildren(ctx, img) })
+		callCtx, cancel := context.WithTimeout(ctx, r.registryTimeout())
+		kids, err := reg.IndexChildren(callCtx, img)
+		cancel()
 		if err != nil && !errors.Is(err, registry.ErrNotFound) {
 			r.Recorder.Eventf(m, corev1.EventTypeWarning, ReasonImagePruneFailed, "%s stay in the registry: %s is in use and what it holds could not be read: %v", what, img, err)
 			return
@@ -58,7 +60,9 @@ func (r *BuildReconciler) pruneImages(ctx context.Context, m *mosbv1.MachineOSCo
 	decision := PlanImagePrune(doomed, kept, children)
 	var deleted []string
 	for _, img := range decision.Delete {
-		_, err := r.withRegistryTimeout(ctx, func(ctx context.Context) ([]string, error) { return nil, reg.DeleteManifest(ctx, img) })
+		callCtx, cancel := context.WithTimeout(ctx, r.registryTimeout())
+		err := reg.DeleteManifest(callCtx, img)
+		cancel()
 		switch {
 		case err == nil, errors.Is(err, registry.ErrNotFound):
 			deleted = append(deleted, img)
@@ -75,12 +79,6 @@ func (r *BuildReconciler) pruneImages(ctx context.Context, m *mosbv1.MachineOSCo
 		ctrl.LoggerFrom(ctx).Info("pruned images", "machineosconfig", m.Name, "deleted", deleted, "spared", len(decision.Spared))
 		r.Recorder.Event(m, corev1.EventTypeNormal, ReasonImagesPruned, msg)
 	}
-}
-
-func (r *BuildReconciler) withRegistryTimeout(ctx context.Context, call func(context.Context) ([]string, error)) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.registryTimeout())
-	defer cancel()
-	return call(ctx)
 }
 
 // keptImages are the images something other than the doomed builds refers to: the other

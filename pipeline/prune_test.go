@@ -97,7 +97,7 @@ func TestPlanImagePrune(t *testing.T) {
 					kept = append(kept, KeptImage{Pullspec: img, By: "MachineOSBuild " + tc.others[i].Name})
 				}
 			}
-			plan := PlanImagePrune(tc.doomed, kept, IndexChildren(append(slices.Clone(tc.doomed), tc.others...)))
+			plan := PlanImagePrune(tc.doomed, kept, RecordedIndexChildren(append(slices.Clone(tc.doomed), tc.others...)))
 			if !slices.Equal(plan.Delete, tc.wantDelete) {
 				t.Errorf("delete %v, want %v", plan.Delete, tc.wantDelete)
 			}

@@ -10,6 +10,7 @@ import (
 
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
+	"github.com/mosb-dev/mosb/pipeline"
 	"github.com/mosb-dev/mosb/test/harness"
 )
 
@@ -63,7 +64,7 @@ func FuzzCredentialsFile(f *testing.F) {
 	})
 }
 
-// fuzzInputFile runs load and prepare over the fuzzed bytes, written as a file and as a
+// fuzzInputFile runs load and then pipeline.Prepare (prepare's two steps) over the fuzzed bytes, written as a file and as a
 // --cluster-config folder, given to the flags inputs sets; secret: every error is checked, not
 // only load's.
 func fuzzInputFile(f *testing.F, secret bool, inputs func(file, cluster, valid string) fileInputs) {
@@ -96,12 +97,15 @@ func fuzzInputFile(f *testing.F, secret bool, inputs func(file, cluster, valid s
 		}
 		in := inputs(file, cluster, valid)
 		in.decoder = d
-		if _, err := in.load(false); quotes(err) {
+		loaded, err := in.load(false)
+		if quotes(err) {
 			t.Fatalf("a decoding error quotes a value of the input: %v", err)
 		}
-		in = inputs(file, cluster, valid)
-		in.decoder = d
-		if _, err := prepare(&in, false); secret && quotes(err) {
+		if err != nil {
+			return
+		}
+		// What prepare does after load.
+		if _, err := pipeline.Prepare(loaded); secret && quotes(err) {
 			t.Fatalf("an error about a credentials file quotes a value of it: %v", err)
 		}
 	})
