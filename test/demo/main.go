@@ -66,7 +66,7 @@ func main() {
 	if *keep && os.Getenv(keptEnv) == "" {
 		os.Exit(startKept(*timeout))
 	}
-	d := &demo{keep: *keep}
+	d := &demo{Program: harness.Program{TempPrefix: "mosb-demo-"}, keep: *keep}
 	code := 0
 	if err := d.run(*mosbBin, *timeout, *standIn); err != nil {
 		fmt.Fprintln(os.Stderr, "demo failed:", err)
@@ -76,49 +76,24 @@ func main() {
 	os.Exit(code)
 }
 
-// demo implements harness.T for a program: failures end the demo, cleanups run at the end.
+// demo runs as a harness.Program: failures end the demo, cleanups run at the end.
 type demo struct {
-	cleanups []func()
-	failed   error
-	keep     bool
-}
-
-type failure struct{ err error }
-
-func (d *demo) Helper()                      {}
-func (d *demo) Logf(f string, args ...any)   { fmt.Printf("  "+f+"\n", args...) }
-func (d *demo) Cleanup(f func())             { d.cleanups = append(d.cleanups, f) }
-func (d *demo) Fatal(args ...any)            { panic(failure{fmt.Errorf("%s", fmt.Sprint(args...))}) }
-func (d *demo) Fatalf(f string, args ...any) { panic(failure{fmt.Errorf(f, args...)}) }
-func (d *demo) Errorf(f string, args ...any) { fmt.Fprintf(os.Stderr, "  ERROR: "+f+"\n", args...) }
-func (d *demo) TempDir() string {
-	dir, err := os.MkdirTemp("", "mosb-demo-")
-	if err != nil {
-		d.Fatal(err)
-	}
-	d.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
+	harness.Program
+	keep bool
 }
 
 func (d *demo) teardown() {
 	fmt.Println("==> tearing down (processes, mounts and ports go with it)")
-	for i := len(d.cleanups) - 1; i >= 0; i-- {
-		d.cleanups[i]()
-	}
+	d.Teardown()
 }
 
 func step(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
 
-func (d *demo) run(mosbBin string, timeout time.Duration, standIn bool) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			f, ok := r.(failure)
-			if !ok {
-				panic(r)
-			}
-			err = f.err
-		}
-	}()
+func (d *demo) run(mosbBin string, timeout time.Duration, standIn bool) error {
+	return d.Run(func() error { return d.runDemo(mosbBin, timeout, standIn) })
+}
+
+func (d *demo) runDemo(mosbBin string, timeout time.Duration, standIn bool) error {
 	ctrllog.SetLogger(klog.NewKlogr().V(4))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
