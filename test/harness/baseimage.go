@@ -137,31 +137,46 @@ func PushBaseImage(t T, r *Registry, repo, arch string) string {
 // repo, and returns the index by digest: one pullspec for a multi-architecture build.
 func PushBaseIndex(t T, r *Registry, repo string, arches ...string) string {
 	t.Helper()
-	var idx v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	var imgs []v1.Image
 	for _, arch := range arches {
 		img, err := BaseImage(BusyboxPath(arch), arch)
 		if err != nil {
 			t.Fatal(err)
 		}
+		imgs = append(imgs, img)
+	}
+	return pushIndex(t, r, repo+":multiarch", imgs)
+}
+
+// pushIndex pushes an OCI index of imgs, each under the platform its config names, to
+// <r.Host>/<repoTag> and returns it by digest.
+func pushIndex(t T, r *Registry, repoTag string, imgs []v1.Image) string {
+	t.Helper()
+	var idx v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for _, img := range imgs {
+		cf, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
 			Add:        img,
-			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}},
+			Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: cf.OS, Architecture: cf.Architecture}},
 		})
 	}
-	ref, err := name.NewTag(r.Host+"/"+repo+":multiarch", nameOpts(r)...)
+	ref, err := name.NewTag(r.Host+"/"+repoTag, nameOpts(r)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := remote.WriteIndex(ref, idx, remote.WithAuth(r.Auth()), remote.WithTransport(r.Transport()), remote.WithContext(ctx)); err != nil {
-		t.Fatalf("pushing the base index to %s: %v", ref, err)
+		t.Fatalf("pushing the index %s: %v", ref, err)
 	}
 	d, err := idx.Digest()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r.Host + "/" + repo + "@" + d.String()
+	return ref.Context().Name() + "@" + d.String()
 }
 
 func nameOpts(r *Registry) []name.Option {

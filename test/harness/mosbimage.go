@@ -25,6 +25,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	configv1 "github.com/openshift/api/config/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // The mosb image is built by mosb's own engine: a runtime rootfs (the dynamic loader and the
@@ -64,38 +66,72 @@ USER %d:%d
 ENTRYPOINT ["%s"]
 `
 
-// BuildMosbImage builds the mosb image with `mosb build` (the binary at mosbBin) and pushes it to
-// reg as <reg.Host>/mosb/mosb:<tag>. Returns the tag pullspec and the digest pullspec.
-//
-// The image is for this machine's architecture; its base (<reg.Host>/mosb/runtime:<tag>) and the
-// binary's image (<reg.Host>/mosb/binary:<tag>) are pushed too. The same binary, busybox and CA
-// bundle give the same digest.
+// BuildMosbImage builds the mosb image for this machine's architecture with `mosb build` (the
+// binary at mosbBin) and pushes it to reg as <reg.Host>/mosb/mosb:<tag>: BuildMosbIndex with one
+// architecture. Returns the tag pullspec and the digest pullspec.
 func BuildMosbImage(t T, reg *Registry, mosbBin, tag string) (tagRef, digestRef string) {
 	t.Helper()
-	return buildMosbImage(t, reg, mosbBin, tag, runtime.GOARCH)
+	return BuildMosbIndex(t, reg, tag, map[string]string{runtime.GOARCH: mosbBin})
 }
 
-func buildMosbImage(t T, reg *Registry, mosbBin, tag, arch string) (tagRef, digestRef string) {
+// BuildMosbIndex builds the mosb image for every architecture of bins (architecture → the mosb
+// binary built for it) with `mosb build`, run by the binary of this machine's architecture, and
+// pushes it to reg as <reg.Host>/mosb/mosb:<tag>: with several architectures, an image per
+// architecture and an index under the tag. Returns the tag pullspec and the digest pullspec.
+//
+// What the build starts from goes to reg too: the runtime rootfs of each architecture as one
+// index (mosb/runtime:<tag>, the base image) and each binary as an image of its own
+// (mosb/binary:<tag>-<arch>), which each architecture's containerFile entry copies in; the build
+// names them under MosbImageSources. Other
+// architectures than this machine's build under qemu (make deps registers it). The same binaries,
+// busybox and CA bundle give the same digest.
+func BuildMosbIndex(t T, reg *Registry, tag string, bins map[string]string) (tagRef, digestRef string) {
 	t.Helper()
-	base, err := MosbRuntimeImage(mosbBin, BusyboxPath(arch), arch)
-	if err != nil {
-		t.Fatalf("assembling the mosb image's runtime rootfs: %v", err)
+	host, ok := bins[runtime.GOARCH]
+	if !ok {
+		t.Fatalf("the mosb image is built by `mosb build` of this machine's architecture (%s): no %s binary among %v", runtime.GOARCH, runtime.GOARCH, slices.Sorted(maps.Keys(bins)))
 	}
-	bin, err := mosbBinaryImage(mosbBin, arch)
-	if err != nil {
-		t.Fatalf("packing %s as an image: %v", mosbBin, err)
+	arches := slices.Sorted(maps.Keys(bins))
+	var bases []v1.Image
+	content := map[string]string{}
+	for _, arch := range arches {
+		base, err := MosbRuntimeImage(bins[arch], BusyboxPath(arch), arch)
+		if err != nil {
+			t.Fatalf("assembling the %s runtime rootfs of the mosb image: %v", arch, err)
+		}
+		bases = append(bases, base)
+		bin, err := mosbBinaryImage(bins[arch], arch)
+		if err != nil {
+			t.Fatalf("packing %s as an image: %v", bins[arch], err)
+		}
+		binRef := stableSource(reg, pushImage(t, reg, MosbBinaryRepo+":"+tag+"-"+arch, bin))
+		content[arch] = fmt.Sprintf(mosbContainerfile, binRef, MosbImageBinary, MosbImageBinary, MosbUID, MosbUID, MosbImageBinary)
 	}
-	baseRef := pushImage(t, reg, MosbRuntimeRepo+":"+tag, base)
-	binRef := pushImage(t, reg, MosbBinaryRepo+":"+tag, bin)
+	baseRef := stableSource(reg, pushIndex(t, reg, MosbRuntimeRepo+":"+tag, bases))
 
 	dir := t.TempDir()
 	tagRef = reg.Host + "/" + MosbImageRepo + ":" + tag
-	content := fmt.Sprintf(mosbContainerfile, binRef, MosbImageBinary, MosbImageBinary, MosbUID, MosbUID, MosbImageBinary)
-	in := WriteBuildInputs(t, reg, filepath.Join(dir, "inputs"), "mosb-image", baseRef, tagRef, content)
+	in := BuildInputs{
+		MachineOSConfig: filepath.Join(dir, "machineosconfig.yaml"),
+		ClusterConfig:   filepath.Join(dir, "cluster"),
+		AuthFile:        filepath.Join(dir, "auth.json"),
+	}
+	mustWrite(t, in.MachineOSConfig, BuildMachineOSConfig("mosb-image", baseRef, tagRef, "", content))
+	WriteClusterConfig(t, in.ClusterConfig, reg)
+	mustWrite(t, filepath.Join(in.ClusterConfig, "mirror.yaml"), mustYAML(&configv1.ImageDigestMirrorSet{
+		TypeMeta:   metav1.TypeMeta{APIVersion: configv1.GroupVersion.String(), Kind: "ImageDigestMirrorSet"},
+		ObjectMeta: metav1.ObjectMeta{Name: "mosb-image-sources"},
+		Spec: configv1.ImageDigestMirrorSetSpec{ImageDigestMirrors: []configv1.ImageDigestMirrors{{
+			Source:             MosbImageSources,
+			Mirrors:            []configv1.ImageMirror{configv1.ImageMirror(reg.Host + "/mosb")},
+			MirrorSourcePolicy: configv1.NeverContactSource,
+		}}},
+	}))
+	WriteAuthFile(t, in.AuthFile, reg)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, mosbBin, append(in.Args(), "--arch", arch, "--root", filepath.Join(dir, "root"))...)
+	cmd := exec.CommandContext(ctx, host, append(in.Args(), "--arch", strings.Join(arches, ","), "--root", filepath.Join(dir, "root"))...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
@@ -107,8 +143,18 @@ func buildMosbImage(t T, reg *Registry, mosbBin, tag, arch string) (tagRef, dige
 	if !strings.HasPrefix(digestRef, reg.Host+"/"+MosbImageRepo+"@sha256:") {
 		t.Fatalf("`mosb build` printed %q as its last line, not the mosb image by digest\n%s", digestRef, lastLines(stderr.String(), 60))
 	}
-	t.Logf("built the mosb image %s in %s (base %s, binary %s)", digestRef, time.Since(start).Round(time.Second), baseRef, binRef)
+	t.Logf("built the mosb image %s for %s in %s (base %s)", digestRef, strings.Join(arches, ", "), time.Since(start).Round(time.Second), baseRef)
 	return tagRef, digestRef
+}
+
+// MosbImageSources is the name the mosb image's build gives the images it starts from (its base
+// label and history record it): reg serves them through an ImageDigestMirrorSet, so that the
+// image does not depend on the address of the registry it was built against.
+const MosbImageSources = "mosb-image.invalid/mosb"
+
+// stableSource is ref, an image pushed to reg's mosb/ namespace by digest, under MosbImageSources.
+func stableSource(reg *Registry, ref string) string {
+	return strings.Replace(ref, reg.Host+"/mosb", MosbImageSources, 1)
 }
 
 // BuildInputs are the files `mosb build` reads: a MachineOSConfig, a --cluster-config directory
@@ -157,19 +203,16 @@ func MosbRuntimeImage(mosbBin, busybox, arch string) (v1.Image, error) {
 	fs.symlink("var/run", "../run")
 	fs.add(rootfsEntry{name: "home/mosb", typ: tar.TypeDir, mode: 0o700, uid: MosbUID, gid: MosbUID})
 
-	interp, libs, err := sharedObjects(mosbBin, arch)
+	objects, err := sharedObjects(mosbBin, arch)
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range append([]string{interp}, libs...) {
-		if p == "" {
-			continue // a static binary
-		}
-		data, err := os.ReadFile(p) // through symlinks: the image gets the file itself
+	for _, o := range objects {
+		data, err := os.ReadFile(o.host) // through symlinks: the image gets the file itself
 		if err != nil {
 			return nil, err
 		}
-		fs.file(strings.TrimPrefix(p, "/"), 0o755, data)
+		fs.file(strings.TrimPrefix(o.image, "/"), 0o755, data)
 	}
 
 	bb, err := os.ReadFile(busybox)
@@ -294,48 +337,112 @@ func elfArchMatches(f *elf.File, file, arch string) error {
 	return nil
 }
 
-// sharedObjects returns what the dynamic binary bin needs to start: its program interpreter (""
-// for a static binary) and the paths of every shared library it loads, transitively, searched as
-// the loader does without an ld.so.cache (the binary's DT_RUNPATH/DT_RPATH, then the architecture's
-// multiarch directories, then /lib64, /usr/lib64, /lib, /usr/lib), skipping files of another
-// architecture. Paths are the ones searched, not resolved through symlinks: the loader in the image
-// finds them there.
-func sharedObjects(bin, arch string) (interp string, libs []string, err error) {
+// sharedObject is a file the dynamic loader loads: where it is on this machine and where the
+// loader in the image looks for it.
+type sharedObject struct{ host, image string }
+
+// libraryDir is a directory the loader searches (image) and where this machine keeps its files
+// (host): the same directory for this machine's architecture, Debian's cross-compilation sysroot
+// (/usr/<triplet>/lib, package libc6-<arch>-cross) for another one.
+type libraryDir struct{ host, image string }
+
+// sharedObjects returns what the dynamic binary bin needs to start: its program interpreter and
+// every shared library it loads, transitively (none for a static binary), searched as the loader
+// does without an ld.so.cache (the binary's DT_RUNPATH/DT_RPATH, then the architecture's multiarch
+// directories, then /lib64, /usr/lib64, /lib, /usr/lib), skipping files of another architecture.
+// For another architecture than this machine's, Debian's cross sysroot stands for its multiarch
+// directory. Image paths are the ones searched, not resolved through symlinks: the loader in the
+// image finds them there.
+func sharedObjects(bin, arch string) ([]sharedObject, error) {
 	f, err := elf.Open(bin)
 	if err != nil {
-		return "", nil, fmt.Errorf("%s: %w", bin, err)
+		return nil, fmt.Errorf("%s: %w", bin, err)
 	}
 	defer f.Close()
 	if err := elfArchMatches(f, bin, arch); err != nil {
-		return "", nil, err
+		return nil, err
 	}
+	interp := ""
 	for _, p := range f.Progs {
 		if p.Type != elf.PT_INTERP {
 			continue
 		}
 		raw, err := io.ReadAll(p.Open())
 		if err != nil {
-			return "", nil, fmt.Errorf("%s: reading PT_INTERP: %w", bin, err)
+			return nil, fmt.Errorf("%s: reading PT_INTERP: %w", bin, err)
 		}
 		interp = strings.TrimRight(string(raw), "\x00")
 	}
 	if interp == "" {
-		return "", nil, nil
+		return nil, nil
 	}
-	var dirs []string
+	triplet := multiarchTriplets[arch]
+	var dirs []libraryDir
 	for _, tag := range []elf.DynTag{elf.DT_RUNPATH, elf.DT_RPATH} {
 		vals, _ := f.DynString(tag)
 		for _, v := range vals {
-			dirs = append(dirs, strings.Split(v, ":")...)
+			for _, d := range strings.Split(v, ":") {
+				dirs = append(dirs, libraryDir{d, d})
+			}
 		}
 	}
-	triplet := multiarchTriplets[arch]
-	dirs = append(dirs, "/lib/"+triplet, "/usr/lib/"+triplet, "/lib64", "/usr/lib64", "/lib", "/usr/lib")
+	if arch != runtime.GOARCH {
+		dirs = append(dirs, libraryDir{"/usr/" + triplet + "/lib", "/lib/" + triplet})
+	}
+	for _, d := range []string{"/lib/" + triplet, "/usr/lib/" + triplet, "/lib64", "/usr/lib64", "/lib", "/usr/lib"} {
+		dirs = append(dirs, libraryDir{d, d})
+	}
 
+	// find looks for a file of the architecture: at the path the image has it, else in the
+	// directories' host copies.
+	find := func(soname string) (sharedObject, []string, error) {
+		var candidates []sharedObject
+		if path.IsAbs(soname) {
+			candidates = append(candidates, sharedObject{soname, soname})
+			if arch != runtime.GOARCH { // the loader: Debian's cross sysroot has it too
+				candidates = append(candidates, sharedObject{path.Join("/usr", triplet, "lib", path.Base(soname)), soname})
+			}
+		} else {
+			for _, d := range dirs {
+				candidates = append(candidates, sharedObject{path.Join(d.host, soname), path.Join(d.image, soname)})
+			}
+		}
+		for _, c := range candidates {
+			lf, err := elf.Open(c.host)
+			if err != nil {
+				continue
+			}
+			if elfArchMatches(lf, c.host, arch) != nil {
+				lf.Close()
+				continue
+			}
+			needed, err := lf.ImportedLibraries()
+			lf.Close()
+			if err != nil {
+				return sharedObject{}, nil, fmt.Errorf("%s: reading DT_NEEDED: %w", c.host, err)
+			}
+			return c, needed, nil
+		}
+		var searched []string
+		for _, c := range candidates {
+			searched = append(searched, path.Dir(c.host))
+		}
+		hint := ""
+		if arch != runtime.GOARCH {
+			hint = fmt.Sprintf(" (for %s on this %s machine: Debian's cross sysroot, e.g. package libc6-dev-%s-cross)", arch, runtime.GOARCH, debianArch(arch))
+		}
+		return sharedObject{}, nil, fmt.Errorf("%s needs %s, found in none of %s%s", bin, soname, strings.Join(slices.Compact(searched), ", "), hint)
+	}
+
+	loader, _, err := find(interp)
+	if err != nil {
+		return nil, err
+	}
+	objects := []sharedObject{loader}
 	seen := map[string]bool{path.Base(interp): true}
 	queue, err := f.ImportedLibraries()
 	if err != nil {
-		return "", nil, fmt.Errorf("%s: reading DT_NEEDED: %w", bin, err)
+		return nil, fmt.Errorf("%s: reading DT_NEEDED: %w", bin, err)
 	}
 	for len(queue) > 0 {
 		soname := queue[0]
@@ -344,33 +451,23 @@ func sharedObjects(bin, arch string) (interp string, libs []string, err error) {
 			continue
 		}
 		seen[soname] = true
-		found := ""
-		for _, d := range dirs {
-			p := path.Join(d, soname)
-			lf, err := elf.Open(p)
-			if err != nil {
-				continue
-			}
-			if elfArchMatches(lf, p, arch) != nil {
-				lf.Close()
-				continue
-			}
-			needed, err := lf.ImportedLibraries()
-			lf.Close()
-			if err != nil {
-				return "", nil, fmt.Errorf("%s: reading DT_NEEDED: %w", p, err)
-			}
-			found = p
-			queue = append(queue, needed...)
-			break
+		o, needed, err := find(soname)
+		if err != nil {
+			return nil, err
 		}
-		if found == "" {
-			return "", nil, fmt.Errorf("%s needs %s, found in none of %s", bin, soname, strings.Join(dirs, ", "))
-		}
-		libs = append(libs, found)
+		objects = append(objects, o)
+		queue = append(queue, needed...)
 	}
-	slices.Sort(libs)
-	return interp, libs, nil
+	slices.SortFunc(objects[1:], func(a, b sharedObject) int { return strings.Compare(a.image, b.image) })
+	return objects, nil
+}
+
+// debianArch is Debian's name of a Go architecture.
+func debianArch(arch string) string {
+	if arch == "ppc64le" {
+		return "ppc64el"
+	}
+	return arch
 }
 
 // rootfs is a layer's content under construction: entries by path, written sorted with parents
