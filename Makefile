@@ -17,7 +17,7 @@ FUZZTIME ?= 30s
 FUZZMINIMIZE ?= 20x
 
 .PHONY: all build test unit integration e2e e2e-kubelet generate verify kube-assets deps fuzz bench demo demo-down clean
-.PHONY: realistic-base
+.PHONY: realistic-base image release
 
 all: build
 
@@ -34,6 +34,38 @@ kube-assets: ## etcd, kube-apiserver, kube-controller-manager, kube-scheduler, k
 
 realistic-base: ## a ~1.3 GB Debian OS image in ~50 layers split by package (RHCOS's shape), as an OCI layout; root, minutes once, cached; last line: its directory
 	@hack/realistic-base.sh
+
+# make image / make release. ARCHES: the architectures of the index; IMAGE_DIR: the stripped
+# binaries and the pushed digest; RELEASE: the one-file install.
+IMG       ?=
+ARCHES    ?= amd64 arm64
+AUTHFILE  ?=
+IMAGE_DIR ?= bin/image
+RELEASE   ?= deploy/release/mosb.yaml
+
+image: deps ## the mosb image for ARCHES (amd64 arm64) as one index, pushed to IMG=host/ns/mosb:tag (AUTHFILE=F its credentials; INSECURE=1 for a plain-HTTP development registry, never the default)
+	@test -n "$(IMG)" || { echo "usage: make image IMG=host/ns/mosb:tag [AUTHFILE=F] [INSECURE=1] [ARCHES='amd64 arm64']" >&2; exit 2; }
+	@mkdir -p $(IMAGE_DIR)
+	@for a in $(ARCHES); do \
+	  case $$a in amd64) cc=x86_64-linux-gnu-gcc;; arm64) cc=aarch64-linux-gnu-gcc;; \
+	    *) echo "make image: no C cross-compiler known for $$a (mosb needs cgo)" >&2; exit 2;; esac; \
+	  echo "==> go build mosb for linux/$$a (stripped)"; \
+	  GOOS=linux GOARCH=$$a CC=$$cc $(GO) build $(GOFLAGS_MOSB) -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(IMAGE_DIR)/mosb-linux-$$a ./cmd/mosb; \
+	done
+	@echo "==> mosb build of the mosb image for $(ARCHES), pushed to $(IMG)"
+	@rm -f $(IMAGE_DIR)/digest
+	$(GO) run $(GOFLAGS_MOSB) ./hack/image -img '$(IMG)' $(if $(INSECURE),-insecure) $(if $(AUTHFILE),-authfile '$(AUTHFILE)') -digest-file $(IMAGE_DIR)/digest $(foreach a,$(ARCHES),-bin $(a)=$(IMAGE_DIR)/mosb-linux-$(a))
+
+# The image goes in by digest, so the file installs exactly what was pushed.
+release: image ## RELEASE=deploy/release/mosb.yaml: one file (CRDs, namespaces, RBAC, the Deployment with IMG's image by digest) for `kubectl apply -f` on a plain cluster
+	@assets=$$(hack/kube-assets.sh kubelet | tail -n1); digest=$$(cat $(IMAGE_DIR)/digest); \
+	dir=$(IMAGE_DIR)/release; rm -rf "$$dir"; mkdir -p "$$dir"; trap 'rm -f "$(RELEASE).tmp"' EXIT; \
+	printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- %s\nimages:\n- name: mosb\n  newName: %s\n  digest: %s\n' \
+	  "$$(realpath --relative-to="$$dir" deploy/release)" "$${digest%@*}" "$${digest#*@}" >"$$dir/kustomization.yaml"; \
+	{ echo "# mosb $(VERSION) for a plain Kubernetes cluster: kubectl apply -f <this file>. Written by"; \
+	  echo "# make release from deploy/release; the image by digest: $$digest"; \
+	  "$$assets/kubectl" kustomize "$$dir"; } >"$(RELEASE).tmp"; \
+	mv "$(RELEASE).tmp" "$(RELEASE)"; echo "wrote $(RELEASE): $$(grep -c '^kind: ' $(RELEASE)) objects, image $$digest"
 
 generate: ## deepcopy and CRD YAML from api/; OpenShift's v1 MachineOSConfig CRD from the openshift/api module
 	$(GO) tool controller-gen object paths=./api/... crd output:crd:dir=config/crd paths=./api/...

@@ -20,6 +20,12 @@ declare -A want=(
   [prometheus]=/usr/bin/promtool       # promtool checks and unit-tests deploy/monitoring's alerts
 )
 
+# make image cross-compiles mosb (cgo) for arm64 and takes its loader and libc from the sysroot.
+if [ "$(uname -m)" = x86_64 ]; then
+  want[gcc-aarch64-linux-gnu]=/usr/bin/aarch64-linux-gnu-gcc
+  want[libc6-dev-arm64-cross]=/usr/aarch64-linux-gnu/lib/crt1.o
+fi
+
 missing=()
 for pkg in "${!want[@]}"; do
   [ -e "${want[$pkg]}" ] || missing+=("$pkg")
