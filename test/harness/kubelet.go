@@ -30,7 +30,7 @@ import (
 //   - no pod network: pods must use hostNetwork; the node's address is the machine's own
 //     non-loopback address, which the API server uses for `kubectl logs`;
 //   - no image pulls from the internet: images are imported into containerd (ImportImage), the
-//     sandbox ("pause") image too;
+//     sandbox ("pause") image too, or pulled from a registry on this machine (PullFrom);
 //   - no negative oom_score_adj: the kubelet runs with oomScoreAdj 0 and containerd clamps what
 //     it asks runc for (restrict_oom_score_adj).
 type KubeletCluster struct {
@@ -222,6 +222,9 @@ state = %[2]q
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
   Root = %[6]q
   SystemdCgroup = false
+[plugins."io.containerd.grpc.v1.cri".registry]
+  # One directory per registry (PullFrom), read at each pull.
+  config_path = %[7]q
 `
 
 func (c *KubeletCluster) startContainerd(t T) {
@@ -229,7 +232,7 @@ func (c *KubeletCluster) startContainerd(t T) {
 	cfg := filepath.Join(c.Dir, "containerd.toml")
 	mustWrite(t, cfg, []byte(fmt.Sprintf(containerdConfig,
 		filepath.Join(c.Dir, "containerd"), filepath.Join(c.Dir, "containerd-state"), c.ContainerdSocket,
-		PauseImage, filepath.Join(c.Dir, "cni"), filepath.Join(c.Dir, "runc"))))
+		PauseImage, filepath.Join(c.Dir, "cni"), filepath.Join(c.Dir, "runc"), c.registryHostsDir())))
 	// The CRI plugin reports the network not ready, and so the kubelet the node NotReady, until
 	// it has loaded a CNI configuration, even when every pod uses the host's network. This one is
 	// never invoked for hostNetwork pods; any other pod fails to start (no CNI plugins here).
@@ -239,6 +242,24 @@ func (c *KubeletCluster) startContainerd(t T) {
 	c.waitFor(t, "containerd", 30*time.Second, func() error {
 		return exec.Command("ctr", "--address", c.ContainerdSocket, "version").Run()
 	})
+}
+
+func (c *KubeletCluster) registryHostsDir() string { return filepath.Join(c.Dir, "registry-hosts") }
+
+// PullFrom lets the node pull images from reg, as a node is set up to pull from a private
+// registry: over plain HTTP when reg speaks it, else trusting reg's CA. Pulls are anonymous (a
+// pod's imagePullSecrets aside).
+func (c *KubeletCluster) PullFrom(t T, reg *Registry) {
+	t.Helper()
+	dir := filepath.Join(c.registryHostsDir(), reg.Host)
+	server := "http://" + reg.Host
+	ca := ""
+	if reg.CA != nil {
+		server = "https://" + reg.Host
+		mustWrite(t, filepath.Join(dir, "ca.crt"), reg.CA.PEM)
+		ca = fmt.Sprintf("  ca = %q\n", filepath.Join(dir, "ca.crt"))
+	}
+	mustWrite(t, filepath.Join(dir, "hosts.toml"), fmt.Appendf(nil, "server = %q\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n%s", server, server, ca))
 }
 
 // ImportImage makes ref available to pods without a pull: write(path) writes its archive, which

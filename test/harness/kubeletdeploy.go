@@ -32,6 +32,46 @@ func (c *KubeletCluster) DeployMosb(t T, reg *Registry, mosbBin string) *MosbDep
 	if err != nil {
 		t.Fatal(err)
 	}
+	d := &MosbDeployment{Namespace: "mosb-system", Name: "mosb-controller", Image: image, Kustomization: t.TempDir()}
+	c.writeKustomization(t, d, fmt.Sprintf("resources:\n- %s\nimages:\n- name: mosb\n  newName: %s\n  newTag: %s\n",
+		relativeTo(t, d.Kustomization, filepath.Join(RepoRoot(), "deploy", "local")), ref.Context().Name(), ref.TagStr()))
+	c.Apply(t, d)
+	return d
+}
+
+// DeployRelease installs mosb from release, the one file `make release` writes, as a user would
+// (`kubectl apply -f`), with this cluster's specifics on top: the single-node component
+// deploy/local uses (no pod network here) and the harness's addresses. image is the image the
+// file names; the node pulls it (PullFrom makes its registry reachable).
+func (c *KubeletCluster) DeployRelease(t T, release, image string) *MosbDeployment {
+	t.Helper()
+	d := &MosbDeployment{Namespace: "mosb-system", Name: "mosb-controller", Image: image, Kustomization: t.TempDir()}
+	raw, err := os.ReadFile(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// kustomize reads no file outside its directory.
+	mustWrite(t, filepath.Join(d.Kustomization, "mosb.yaml"), raw)
+	c.writeKustomization(t, d, fmt.Sprintf("resources:\n- mosb.yaml\ncomponents:\n- %s\n",
+		relativeTo(t, d.Kustomization, filepath.Join(RepoRoot(), "deploy", "components", "single-node"))))
+	c.Apply(t, d)
+	return d
+}
+
+// relativeTo is target relative to dir: kustomize takes no absolute path to a base.
+func relativeTo(t T, dir, target string) string {
+	t.Helper()
+	rel, err := filepath.Rel(dir, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rel
+}
+
+// writeKustomization writes d's kustomization: what it installs (sources: resources, components,
+// images) and this cluster's specifics, layered last.
+func (c *KubeletCluster) writeKustomization(t T, d *MosbDeployment, sources string) {
+	t.Helper()
 	// The API server's address: without kube-proxy the in-cluster service address leads nowhere,
 	// and on the host's network 127.0.0.1 is the API server's own.
 	server, err := url.Parse(c.Config.Host)
@@ -39,12 +79,6 @@ func (c *KubeletCluster) DeployMosb(t T, reg *Registry, mosbBin string) *MosbDep
 		t.Fatal(err)
 	}
 	host, port := server.Hostname(), server.Port()
-	d := &MosbDeployment{Namespace: "mosb-system", Name: "mosb-controller", Image: image, Kustomization: t.TempDir()}
-	// kustomize takes no absolute path to a base.
-	overlay, err := filepath.Rel(d.Kustomization, filepath.Join(RepoRoot(), "deploy", "local"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// On the node's network the controller's ports are the host's: deploy/base's 8080 and 8081
 	// may be taken on a developer's machine or a CI runner, so free ones are used (the later
 	// flags win).
@@ -58,12 +92,7 @@ func (c *KubeletCluster) DeployMosb(t T, reg *Registry, mosbBin string) *MosbDep
 	}
 	kustomization := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
-resources:
-- %s
-images:
-- name: mosb
-  newName: %s
-  newTag: %s
+%s
 patches:
 - target: {kind: Deployment, name: %s}
   patch: |-
@@ -88,12 +117,8 @@ patches:
     - op: replace
       path: /spec/template/spec/containers/0/ports/1
       value: {name: probes, containerPort: %d}
-`, overlay, ref.Context().Name(), ref.TagStr(), d.Name, host, port, metricsPort, probesPort, c.NodeStore(), metricsPort, probesPort)
-	if err := os.WriteFile(filepath.Join(d.Kustomization, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c.Apply(t, d)
-	return d
+`, strings.TrimSpace(sources), d.Name, host, port, metricsPort, probesPort, c.NodeStore(), metricsPort, probesPort)
+	mustWrite(t, filepath.Join(d.Kustomization, "kustomization.yaml"), []byte(kustomization))
 }
 
 // NodeStore is the node image store of this cluster's node: under the cluster's directory, so that
@@ -114,7 +139,7 @@ func (c *KubeletCluster) Apply(t T, d *MosbDeployment) {
 			applied = append(applied, line)
 		}
 	}
-	t.Logf("kubectl apply -k deploy/local:\n%s", strings.Join(applied, "\n"))
+	t.Logf("kubectl apply -k %s:\n%s", d.Kustomization, strings.Join(applied, "\n"))
 	if _, err := c.Kubectl("-n", d.Namespace, "rollout", "status", "deployment/"+d.Name, "--timeout=3m"); err != nil {
 		pods, _ := c.Kubectl("-n", d.Namespace, "describe", "pods")
 		logs, _ := c.Kubectl("-n", d.Namespace, "logs", "deployment/"+d.Name, "--tail=40")

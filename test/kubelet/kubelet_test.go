@@ -63,6 +63,8 @@ func TestRealKubelet(t *testing.T) {
 	t.Run("the controller Deployment recreated mid-build adopts the build", func(t *testing.T) { testDeploymentRecreated(t, c) })
 	t.Run("a deleted MachineOSConfig takes its builds, pods and ConfigMaps with it", func(t *testing.T) { testDeletedMachineOSConfig(t, c) })
 	t.Run("a realistic OS base: the node image store serves later and concurrent builds", func(t *testing.T) { testRealisticBase(t, c) })
+	// Last: it replaces the controller the other cases run with.
+	t.Run("make image + make release + kubectl apply -f installs a mosb that builds", func(t *testing.T) { testRelease(t, c) })
 }
 
 func startCluster(t *testing.T) *cluster {
@@ -520,8 +522,10 @@ type podLogs struct {
 type podLog struct {
 	uid, node    string
 	nodeSelector map[string]string
-	done         chan struct{}
-	text         string
+	// image is the build container's image.
+	image string
+	done  chan struct{}
+	text  string
 	// storeText is the log of the init container that filled the node image store.
 	storeText string
 	// ephemeralLimit is the build container's ephemeral-storage limit (0: none), diskPeak the most
@@ -551,6 +555,7 @@ func (c *cluster) followBuildPods(t *testing.T, mosc string) *podLogs {
 					for _, ctr := range p.Spec.Containers {
 						if ctr.Name == buildpod.ContainerName {
 							l.ephemeralLimit = ctr.Resources.Limits.StorageEphemeral().Value()
+							l.image = ctr.Image
 						}
 					}
 					wg.Add(1)
