@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -86,6 +87,10 @@ type BuildReconciler struct {
 	// BuildResources are the build pods' default requests and limits (--build-requests,
 	// --build-limits); a MachineOSConfig's annotations override them key by key.
 	BuildResources BuildResources
+	// RebuildOnAnyMachineConfigChange builds a new image for every new rendered MachineConfig, not
+	// only for those that change what the image holds (rebuildrules.go); a MachineOSConfig's
+	// AnnotationRebuildOnAnyChange overrides it.
+	RebuildOnAnyMachineConfigChange bool
 
 	logged sync.Map
 	// baseSizes caches base image sizes, which size ephemeral storage (podResources).
@@ -122,6 +127,10 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 			}
 		}
 	}
+	var anyChange bool
+	if failure == nil {
+		anyChange, failure = RebuildOnAnyChange(m, r.RebuildOnAnyMachineConfigChange)
+	}
 	if failure != nil {
 		changed, err := r.writeConfigStatus(ctx, m, Summarise(failure, nil, false), "")
 		if changed {
@@ -152,6 +161,16 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 			return ctrl.Result{}, err
 		}
 		rebuild = StartRebuild
+	}
+	var keep KeepDecision
+	if rebuild != StartRebuild && currentBuild(builds, plan.Identity) == nil {
+		var kept *Plan
+		if kept, keep, err = r.keepImage(ctx, m, in, builds, anyChange); err != nil {
+			return ctrl.Result{}, err
+		}
+		if keep.Keep {
+			plan = kept
+		}
 	}
 	current, superseded := DecideCurrent(builds, plan.Identity, rebuild == StartRebuild)
 	for _, b := range superseded {
@@ -190,6 +209,9 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		}
 	case PhaseSucceeded:
 		pullspec = current.Status.DigestedImagePushspec
+		if err := r.recordServed(ctx, m, current, in, keep); err != nil {
+			return ctrl.Result{}, err
+		}
 		if NeedsImageCheck(m, pullspec) {
 			exists, err := r.imageExists(ctx, plan, pullspec)
 			switch DecideImage(exists, err) {
@@ -208,6 +230,68 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	_, err = r.writeConfigStatus(ctx, m, Summarise(nil, current, pullspec != ""), pullspec)
 	return ctrl.Result{}, err
+}
+
+// keepImage applies the rebuild rules (rebuildrules.go) when the current inputs have no build:
+// with Keep, the returned plan is the one the pool's image was built from, which stands for the
+// current inputs.
+func (r *BuildReconciler) keepImage(ctx context.Context, m *mosbv1.MachineOSConfig, in Inputs, builds []mosbv1.MachineOSBuild, anyChange bool) (*Plan, KeepDecision, error) {
+	served, desired := ServedBuild(m, builds), in.RenderedMachineConfig
+	if served == nil || desired == nil || served.Spec.RenderedMachineConfig == "" || served.Spec.RenderedMachineConfig == desired.Name {
+		return nil, KeepDecision{}, nil
+	}
+	var builtFrom *mcfgv1.MachineConfig
+	mc := &mcfgv1.MachineConfig{}
+	switch err := r.Client.Get(ctx, types.NamespacedName{Name: served.Spec.RenderedMachineConfig}, mc); {
+	case err == nil:
+		builtFrom = mc
+	case !apierrors.IsNotFound(err):
+		return nil, KeepDecision{}, err
+	}
+	var before *Plan
+	if builtFrom != nil && !anyChange {
+		// Today's inputs with the MachineConfig the image was built from: the same identity says
+		// nothing else changed since.
+		then := in
+		then.RenderedMachineConfig = builtFrom
+		if p, err := Prepare(then); err == nil && p.Identity == served.Spec.BuildIdentity {
+			before = p
+		}
+	}
+	d := DecideKeep(served, builtFrom, desired, anyChange, before != nil)
+	if d.Why != "" {
+		r.logOnce(ctx, "keep/"+m.Name+"/"+desired.Name, d.Why)
+	}
+	return before, d, nil
+}
+
+// recordServed keeps the succeeded build's AnnotationServes in step with the rule's decision:
+// the rendered MachineConfig its image serves besides the one it was built from, or none. The
+// Event says it once, when it changes.
+func (r *BuildReconciler) recordServed(ctx context.Context, m *mosbv1.MachineOSConfig, b *mosbv1.MachineOSBuild, in Inputs, keep KeepDecision) error {
+	want := ""
+	if keep.Keep && in.RenderedMachineConfig != nil {
+		want = in.RenderedMachineConfig.Name
+	}
+	if b.Annotations[AnnotationServes] == want {
+		return nil
+	}
+	patch := client.MergeFrom(b.DeepCopy())
+	if want == "" {
+		delete(b.Annotations, AnnotationServes)
+	} else {
+		if b.Annotations == nil {
+			b.Annotations = map[string]string{}
+		}
+		b.Annotations[AnnotationServes] = want
+	}
+	if err := r.Client.Patch(ctx, b, patch); err != nil {
+		return fmt.Errorf("recording on MachineOSBuild %s which rendered MachineConfig its image serves: %w", b.Name, err)
+	}
+	if want != "" {
+		r.Recorder.Event(m, corev1.EventTypeNormal, ReasonImageKept, keep.Why)
+	}
+	return nil
 }
 
 // takeRebuild replaces the user's rebuild annotation with a request token of the controller's (see

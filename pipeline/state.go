@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"fmt"
+
 	"github.com/mosb-dev/mosb/builder/buildpod"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -135,7 +137,7 @@ func Summarise(failure *Failure, build *mosbv1.MachineOSBuild, imageReady bool) 
 	case PhaseSucceeded:
 		if imageReady {
 			return ConfigConditions{
-				Ready:    cond(mosbv1.MachineOSConfigReady, true, ReasonBuilt, "the image of the current generation is "+build.Status.DigestedImagePushspec),
+				Ready:    cond(mosbv1.MachineOSConfigReady, true, ReasonBuilt, "the image of the current generation is "+build.Status.DigestedImagePushspec+servesNote(build)),
 				Building: cond(mosbv1.MachineOSConfigBuilding, false, ReasonBuilt, ""),
 				Degraded: cond(mosbv1.MachineOSConfigDegraded, false, ReasonAsExpected, ""),
 			}
@@ -163,4 +165,14 @@ func Summarise(failure *Failure, build *mosbv1.MachineOSBuild, imageReady bool) 
 			Degraded: cond(mosbv1.MachineOSConfigDegraded, false, ReasonAsExpected, ""),
 		}
 	}
+}
+
+// servesNote tells, after the image, that it serves a rendered MachineConfig other than the one
+// it was built from (AnnotationServes).
+func servesNote(b *mosbv1.MachineOSBuild) string {
+	serves := b.Annotations[AnnotationServes]
+	if serves == "" || serves == b.Spec.RenderedMachineConfig {
+		return ""
+	}
+	return fmt.Sprintf("; it serves rendered MachineConfig %s (built from %s: what changed since, the node applies itself)", serves, b.Spec.RenderedMachineConfig)
 }

@@ -27,31 +27,32 @@ import (
 )
 
 type controllerOptions struct {
-	kubeconfig       string
-	namespace        string
-	builderImage     string
-	buildTimeout     time.Duration
-	registryTimeout  time.Duration
-	registryBounds   bounds.Bounds
-	hostNetwork      bool
-	metricsAddr      string
-	probeAddr        string
-	leaderElect      bool
-	leaderElectionNS string
-	maxRetries       int
-	succeededHistory int
-	failedHistory    int
-	imagePullGrace   time.Duration
-	qps              float32
-	burst            int
-	workers          int
-	pinImages        bool
-	pruneImages      bool
-	allowEmulation   bool
-	buildRequests    string
-	buildLimits      string
-	nodeStore        string
-	nodeStoreBudget  string
+	kubeconfig         string
+	namespace          string
+	builderImage       string
+	buildTimeout       time.Duration
+	registryTimeout    time.Duration
+	registryBounds     bounds.Bounds
+	hostNetwork        bool
+	metricsAddr        string
+	probeAddr          string
+	leaderElect        bool
+	leaderElectionNS   string
+	maxRetries         int
+	succeededHistory   int
+	failedHistory      int
+	imagePullGrace     time.Duration
+	qps                float32
+	burst              int
+	workers            int
+	pinImages          bool
+	pruneImages        bool
+	rebuildOnAnyChange bool
+	allowEmulation     bool
+	buildRequests      string
+	buildLimits        string
+	nodeStore          string
+	nodeStoreBudget    string
 }
 
 func newControllerCommand() *cobra.Command {
@@ -82,6 +83,7 @@ func newControllerCommand() *cobra.Command {
 	fl.Float32Var(&o.qps, "kube-api-qps", 50, "requests per second to the API server (client-go's default of 5 makes every status write wait)")
 	fl.IntVar(&o.burst, "kube-api-burst", 100, "burst of requests to the API server")
 	fl.IntVar(&o.workers, "workers", 4, "MachineOSConfigs reconciled at once")
+	fl.BoolVar(&o.rebuildOnAnyChange, "rebuild-on-any-machineconfig-change", false, "build a new image for every new rendered MachineConfig of a pool (image-mode clusters, where nothing writes files on the node); by default only a change of osImageURL, kernelType, extensions or kernelArguments builds one, as the Machine Config Operator does (annotation mosb.dev/rebuild-on-any-machineconfig-change overrides it per MachineOSConfig)")
 	fl.BoolVar(&o.pruneImages, "prune-images", true, "delete from the registry the images of MachineOSBuilds that go (history limits, MachineOSConfig deleted) with the push credentials, unless a MachineOSConfig, another MachineOSBuild, a PinnedImageSet or a node (machineconfiguration.openshift.io/currentImage, desiredImage) still refers to them")
 	fl.BoolVar(&o.pinImages, "pin-images", false, "after each successful build, pin the new image and its base in the PinnedImageSet mosb-<pool>, referenced from the pool (the annotation mosb.dev/pin-images: \"true\"/\"false\" on a MachineOSConfig opts in or out)")
 	fl.BoolVar(&o.allowEmulation, "allow-emulation", false, "when no schedulable node has a build's architecture, run its build pod on a node labelled emulation.mosb.dev/<arch>=true (one that runs that architecture under qemu binfmt); without it such a pod waits for a node")
@@ -175,26 +177,27 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 		log.Info("builder image", "image", builderImage, "from", "the controller's own pod", "pod", ownPod.String(), "container", container)
 	}
 	r := &pipeline.BuildReconciler{
-		Client:           mgr.GetClient(),
-		APIReader:        mgr.GetAPIReader(),
-		Metrics:          metrics,
-		MaxRetries:       o.maxRetries,
-		SucceededHistory: o.succeededHistory,
-		PruneImages:      o.pruneImages,
-		FailedHistory:    o.failedHistory,
-		ImagePullGrace:   o.imagePullGrace,
-		Workers:          o.workers,
-		Namespace:        o.namespace,
-		BuilderImage:     builderImage,
-		BuildTimeout:     o.buildTimeout,
-		RegistryTimeout:  o.registryTimeout,
-		RegistryBounds:   o.registryBounds,
-		DefaultArch:      runtime.GOARCH,
-		BuilderVersion:   builderVersion(),
-		HostNetwork:      o.hostNetwork,
-		AllowEmulation:   o.allowEmulation,
-		BuildResources:   resources,
-		NodeStore:        nodeStore,
+		Client:                          mgr.GetClient(),
+		APIReader:                       mgr.GetAPIReader(),
+		Metrics:                         metrics,
+		MaxRetries:                      o.maxRetries,
+		SucceededHistory:                o.succeededHistory,
+		PruneImages:                     o.pruneImages,
+		RebuildOnAnyMachineConfigChange: o.rebuildOnAnyChange,
+		FailedHistory:                   o.failedHistory,
+		ImagePullGrace:                  o.imagePullGrace,
+		Workers:                         o.workers,
+		Namespace:                       o.namespace,
+		BuilderImage:                    builderImage,
+		BuildTimeout:                    o.buildTimeout,
+		RegistryTimeout:                 o.registryTimeout,
+		RegistryBounds:                  o.registryBounds,
+		DefaultArch:                     runtime.GOARCH,
+		BuilderVersion:                  builderVersion(),
+		HostNetwork:                     o.hostNetwork,
+		AllowEmulation:                  o.allowEmulation,
+		BuildResources:                  resources,
+		NodeStore:                       nodeStore,
 	}
 	log.Info("build pod resources", "requests", o.buildRequests, "limits", o.buildLimits, "annotations", pipeline.AnnotationBuildRequests+", "+pipeline.AnnotationBuildLimits)
 	if o.allowEmulation {
