@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -385,6 +386,18 @@ func buildRegistryConfig(cfg, scoped *registry.Config, pull registry.Auths) (bui
 		return buildpod.RegistryConfig{}, err
 	}
 	return buildpod.RegistryConfig{RegistriesConf: conf, PolicyJSON: policy, CAs: cfg.RegistryCAs(), PullAuth: auth}, nil
+}
+
+// IdentityExplained says to a person what the identity hashes, and when the controller keeps an
+// image although the identity changed (rebuildrules.go).
+func (p *Plan) IdentityExplained() string {
+	mc := "no rendered MachineConfig"
+	if p.RenderedMachineConfig != "" {
+		mc = "the rendered MachineConfig " + p.RenderedMachineConfig + " (its /etc/machine-config-daemon/currentconfig)"
+	}
+	return fmt.Sprintf(`the build identity hashes what changes the image: for each of %s, the assembled Containerfile and its context, %s; the target, registries.conf, policy.json, the CAs and the builder version. Not: credentials, build resources, server bookkeeping.
+the controller keeps the pool's image when a new rendered MachineConfig changes nothing but what the node applies itself (not osImageURL, kernelType, extensions or kernelArguments), unless %s is "true" or --rebuild-on-any-machineconfig-change; mosb build always builds.
+`, strings.Join(p.ArchNames(), ", "), mc, AnnotationRebuildOnAnyChange)
 }
 
 // identity hashes everything that changes the image and nothing that does not: not the

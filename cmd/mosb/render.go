@@ -65,7 +65,16 @@ policy.json the build pod gets. Invalid input exits 2 with the message a conditi
 			if requestDir != "" {
 				return writeRequest(cmd.ErrOrStderr(), plan, requestDir)
 			}
-			return renderPlan(cmd.OutOrStdout(), plan, show)
+			if err := renderPlan(cmd.OutOrStdout(), plan, show); err != nil {
+				return err
+			}
+			if strings.EqualFold(show, "identity") {
+				// stdout stays the identity alone, for scripts.
+				for _, line := range strings.Split(strings.TrimSpace(plan.IdentityExplained()), "\n") {
+					fmt.Fprintln(cmd.ErrOrStderr(), "mosb: "+line)
+				}
+			}
+			return nil
 		},
 	}
 	addInputFlags(cmd, f)

@@ -101,6 +101,10 @@ spec:
 				t.Fatalf("exit %d:\n%s", res.code, res.stderr)
 			}
 			ids = append(ids, strings.TrimSpace(res.stdout))
+			// What counts is said beside it, not in it.
+			if !strings.Contains(res.stderr, "the build identity hashes") || !strings.Contains(res.stderr, "kernelArguments") {
+				t.Errorf("--show identity does not explain what counts on stderr:\n%s", res.stderr)
+			}
 		}
 		if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(ids[0]) || ids[0] != ids[1] {
 			t.Errorf("identities %q: want the same SHA-256 twice", ids)
