@@ -180,6 +180,16 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 
 	if current == nil {
+		// A held build starts when the pool recovers (its status change reconciles this
+		// MachineOSConfig); a rebuild request waits with it.
+		if why := PoolHold(in.Pool); why != "" {
+			changed, err := r.writeConfigStatus(ctx, m, SummariseHeld(why), "")
+			if changed {
+				log.Info("build held back", "reason", ReasonPoolDegraded, "message", why)
+				r.Recorder.Event(m, corev1.EventTypeWarning, ReasonPoolDegraded, why)
+			}
+			return ctrl.Result{}, err
+		}
 		answers := ""
 		if rebuild == StartRebuild {
 			answers = token

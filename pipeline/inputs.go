@@ -51,6 +51,7 @@ func (r *BuildReconciler) gatherInputs(ctx context.Context, m *mosbv1.MachineOSC
 		}
 	}
 
+	in.Pool = pool
 	if rendered := renderedConfigName(pool); rendered != "" {
 		mc := &mcfgv1.MachineConfig{}
 		err := r.Client.Get(ctx, types.NamespacedName{Name: rendered}, mc)

@@ -38,6 +38,9 @@ type Inputs struct {
 	RenderedMachineConfig *mcfgv1.MachineConfig
 	// OSImageURL is the data of the machine-config-osimageurl ConfigMap; nil when absent.
 	OSImageURL map[string]string
+	// Pool is the MachineOSConfig's MachineConfigPool (nil without the API, or in a CI build):
+	// its conditions can hold builds back (PoolHold).
+	Pool *mcfgv1.MachineConfigPool
 	// PullSecret and PushSecret are the secrets the spec names; nil when not found.
 	PullSecret, PushSecret *corev1.Secret
 	// Namespace is where the secrets live, for messages.

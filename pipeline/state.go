@@ -176,3 +176,13 @@ func servesNote(b *mosbv1.MachineOSBuild) string {
 	}
 	return fmt.Sprintf("; it serves rendered MachineConfig %s (built from %s: what changed since, the node applies itself)", serves, b.Spec.RenderedMachineConfig)
 }
+
+// SummariseHeld is the MachineOSConfig's conditions while its pool holds a new build back
+// (PoolHold): not Ready for its current inputs, not building, and not Degraded itself.
+func SummariseHeld(why string) ConfigConditions {
+	return ConfigConditions{
+		Ready:    metav1.Condition{Type: mosbv1.MachineOSConfigReady, Status: metav1.ConditionFalse, Reason: ReasonPoolDegraded, Message: why},
+		Building: metav1.Condition{Type: mosbv1.MachineOSConfigBuilding, Status: metav1.ConditionFalse, Reason: ReasonPoolDegraded, Message: why},
+		Degraded: metav1.Condition{Type: mosbv1.MachineOSConfigDegraded, Status: metav1.ConditionFalse, Reason: ReasonPoolDegraded, Message: why},
+	}
+}

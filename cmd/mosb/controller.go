@@ -206,6 +206,9 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
+	if err := (&pipeline.PoolStatusReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return err
+	}
 	if err := (&pipeline.PinnedImagesReconciler{Client: mgr.GetClient(), PinAll: o.pinImages}).SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}

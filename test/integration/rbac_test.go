@@ -129,6 +129,8 @@ var controllerNeeds = []access{
 	{"watch", rITMS, "", noNS},
 	// The pinnedimages controller.
 	{"patch", rPool, "", noNS},
+	// The poolstatus controller: ImageBuildDegraded.
+	{"patch", rPool, "status", noNS},
 	{"create", rPinned, "", noNS},
 	{"update", rPinned, "", noNS},
 	{"delete", rPinned, "", noNS},
@@ -181,6 +183,7 @@ var controllerMustNot = []access{
 	{"update", rMC, "", noNS},
 	{"delete", rMC, "", noNS},
 	{"update", rPool, "", noNS},
+	{"update", rPool, "status", noNS},
 	{"delete", rPool, "", noNS},
 	{"update", rImage, "", noNS},
 	{"patch", rIDMS, "", noNS},
