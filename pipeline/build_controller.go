@@ -131,6 +131,15 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if failure == nil {
 		anyChange, failure = RebuildOnAnyChange(m, r.RebuildOnAnyMachineConfigChange)
 	}
+	var builds []mosbv1.MachineOSBuild
+	var preBuilt string
+	var preBuiltStep PreBuiltStep
+	if failure == nil {
+		if builds, err = r.buildsOf(ctx, m.Name); err != nil {
+			return ctrl.Result{}, err
+		}
+		preBuilt, preBuiltStep, failure = DecidePreBuilt(m, builds, plan.Identity)
+	}
 	if failure != nil {
 		changed, err := r.writeConfigStatus(ctx, m, Summarise(failure, nil, false), "")
 		if changed {
@@ -151,9 +160,22 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		log.Info("populated releaseVersion from the cluster default", "releaseVersion", plan.ReleaseVersion)
 	}
 
-	builds, err := r.buildsOf(ctx, m.Name)
-	if err != nil {
-		return ctrl.Result{}, err
+	switch preBuiltStep {
+	case PreBuiltSeed:
+		b, err := r.seedPreBuilt(ctx, m, plan, preBuilt)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		builds = append(builds, *b)
+	case PreBuiltDone, PreBuiltIgnored:
+		patch := client.MergeFrom(m.DeepCopy())
+		delete(m.Annotations, AnnotationPreBuiltImage)
+		if err := r.Client.Patch(ctx, m, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("removing the %s annotation: %w", AnnotationPreBuiltImage, err)
+		}
+		if preBuiltStep == PreBuiltIgnored {
+			r.Recorder.Eventf(m, corev1.EventTypeWarning, ReasonPreBuiltImageIgnored, "annotation %s removed unused: the current inputs have a build already (%s); a pre-built image is adopted only for inputs that have none", AnnotationPreBuiltImage, currentBuild(builds, plan.Identity).Name)
+		}
 	}
 	rebuild, token := DecideRebuild(m.Annotations, builds)
 	if rebuild == TakeRebuild {
@@ -222,7 +244,7 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		if err := r.recordServed(ctx, m, current, in, keep); err != nil {
 			return ctrl.Result{}, err
 		}
-		if NeedsImageCheck(m, pullspec) {
+		if NeedsImageCheck(m, pullspec) && !IsPreBuilt(current) {
 			exists, err := r.imageExists(ctx, plan, pullspec)
 			switch DecideImage(exists, err) {
 			case ImageWait:
@@ -372,9 +394,51 @@ func (r *BuildReconciler) buildsOf(ctx context.Context, mosc string) ([]mosbv1.M
 	return list.Items, nil
 }
 
+// seedPreBuilt records the MachineOSBuild of the plan as succeeded with a pre-built image
+// (prebuilt.go): no request, no pod.
+func (r *BuildReconciler) seedPreBuilt(ctx context.Context, m *mosbv1.MachineOSConfig, plan *Plan, image string) (*mosbv1.MachineOSBuild, error) {
+	b, err := r.newBuild(m, plan, "")
+	if err != nil {
+		return nil, err
+	}
+	b.Labels[LabelPreBuiltImage] = "true"
+	if err := r.Client.Create(ctx, b); err != nil {
+		return nil, fmt.Errorf("recording MachineOSBuild %s for the pre-built image: %w", b.Name, err)
+	}
+	now := metav1.NewTime(r.now())
+	b.Status.DigestedImagePushspec = image
+	b.Status.BuildStart, b.Status.BuildEnd = &now, &now
+	meta.SetStatusCondition(&b.Status.Conditions, metav1.Condition{Type: mosbv1.MachineOSBuildSucceeded, Status: metav1.ConditionTrue,
+		Reason: ReasonPreBuiltImageSeeded, Message: "adopted the pre-built image " + image + " (annotation " + AnnotationPreBuiltImage + "); nothing was built"})
+	if err := r.Client.Status().Update(ctx, b); err != nil {
+		return nil, fmt.Errorf("recording MachineOSBuild %s as succeeded with the pre-built image: %w", b.Name, err)
+	}
+	ctrl.LoggerFrom(ctx).Info("adopted a pre-built image", "machineosbuild", b.Name, "image", image)
+	r.Recorder.Eventf(m, corev1.EventTypeNormal, ReasonPreBuiltImageSeeded, "MachineOSBuild %s records the pre-built image %s for the current inputs; no build runs", b.Name, image)
+	return b, nil
+}
+
 // startBuild creates the MachineOSBuild of the plan. A rebuild (answering the request token
 // rebuild) gets a suffix of its own.
 func (r *BuildReconciler) startBuild(ctx context.Context, m *mosbv1.MachineOSConfig, plan *Plan, rebuild string) (*mosbv1.MachineOSBuild, error) {
+	b, err := r.newBuild(m, plan, rebuild)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Client.Create(ctx, b); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			// Our cache was behind: the build exists; the next reconcile sees it.
+			return nil, fmt.Errorf("MachineOSBuild %s exists already; retrying with a fresh view", b.Name)
+		}
+		return nil, err
+	}
+	ctrl.LoggerFrom(ctx).Info("build started", "machineosbuild", b.Name, "identity", plan.ShortIdentity(), "arches", plan.ArchNames())
+	r.Recorder.Eventf(m, corev1.EventTypeNormal, "BuildStarted", "MachineOSBuild %s builds %s for %v", b.Name, plan.Target, plan.ArchNames())
+	return b, nil
+}
+
+// newBuild is the MachineOSBuild of the plan, owned by the MachineOSConfig, not yet created.
+func (r *BuildReconciler) newBuild(m *mosbv1.MachineOSConfig, plan *Plan, rebuild string) (*mosbv1.MachineOSBuild, error) {
 	name := plan.MachineOSBuildName(m.Name)
 	if rebuild != "" {
 		sum := sha256.Sum256([]byte(rebuild))
@@ -403,15 +467,6 @@ func (r *BuildReconciler) startBuild(ctx context.Context, m *mosbv1.MachineOSCon
 	if err := controllerutil.SetControllerReference(m, b, r.Client.Scheme()); err != nil {
 		return nil, err
 	}
-	if err := r.Client.Create(ctx, b); err != nil {
-		if apierrors.IsAlreadyExists(err) {
-			// Our cache was behind: the build exists; the next reconcile sees it.
-			return nil, fmt.Errorf("MachineOSBuild %s exists already; retrying with a fresh view", name)
-		}
-		return nil, err
-	}
-	ctrl.LoggerFrom(ctx).Info("build started", "machineosbuild", name, "identity", plan.ShortIdentity(), "arches", plan.ArchNames())
-	r.Recorder.Eventf(m, corev1.EventTypeNormal, "BuildStarted", "MachineOSBuild %s builds %s for %v", name, plan.Target, plan.ArchNames())
 	return b, nil
 }
 

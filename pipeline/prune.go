@@ -117,6 +117,9 @@ func PlanImagePrune(doomed []mosbv1.MachineOSBuild, kept []KeptImage, children m
 	var plan ImagePrunePlan
 	planned := map[string]bool{}
 	for i := range doomed {
+		if IsPreBuilt(&doomed[i]) {
+			continue // not pushed by mosb: never deleted by it
+		}
 		for _, img := range BuildImages(&doomed[i]) {
 			d := digestOf(img)
 			if d == "" || planned[img] {

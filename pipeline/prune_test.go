@@ -43,6 +43,10 @@ func TestPlanImagePrune(t *testing.T) {
 			wantDelete: []string{pimg('a')},
 		},
 		{
+			name:   "a pre-built image adopted by annotation is not mosb's to delete",
+			doomed: []mosbv1.MachineOSBuild{preBuiltBuild(pbuild("adopted", 'a', "amd64=a"))},
+		},
+		{
 			name:       "an index goes before its images",
 			doomed:     []mosbv1.MachineOSBuild{pbuild("old", 'i', "amd64=a", "arm64=b")},
 			wantDelete: []string{pimg('i'), pimg('a'), pimg('b')},
@@ -130,4 +134,12 @@ func TestUnknownIndexes(t *testing.T) {
 	if want := []string{pimg('e')}; !slices.Equal(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
+}
+
+func preBuiltBuild(b mosbv1.MachineOSBuild) mosbv1.MachineOSBuild {
+	if b.Labels == nil {
+		b.Labels = map[string]string{}
+	}
+	b.Labels[LabelPreBuiltImage] = "true"
+	return b
 }
