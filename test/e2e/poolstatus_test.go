@@ -10,7 +10,6 @@ import (
 	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
@@ -85,16 +84,8 @@ func (e *env) waitPoolCondition(status corev1.ConditionStatus, reason string) mc
 // would.
 func (e *env) setPoolCondition(t mcfgv1.MachineConfigPoolConditionType, status corev1.ConditionStatus, msg string) {
 	e.t.Helper()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		pool := &mcfgv1.MachineConfigPool{}
-		if err := e.c.Get(e.t.Context(), client.ObjectKey{Name: poolName}, pool); err != nil {
-			return err
-		}
+	e.updatePool(true, func(pool *mcfgv1.MachineConfigPool) {
 		c := mcfgv1.MachineConfigPoolCondition{Type: t, Status: status, Message: msg, Reason: "E2E"}
 		pool.Status.Conditions, _ = pipeline.SetPoolCondition(pool.Status.Conditions, c, time.Now())
-		return e.c.Status().Update(e.t.Context(), pool)
 	})
-	if err != nil {
-		e.t.Fatalf("setting pool %s's %s: %v", poolName, t, err)
-	}
 }

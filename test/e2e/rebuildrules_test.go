@@ -77,15 +77,25 @@ func (e *env) renderPool(rendered, ignition string, kernelArguments []string) {
 	e.t.Helper()
 	e.create(&mcfgv1.MachineConfig{ObjectMeta: metav1.ObjectMeta{Name: rendered},
 		Spec: mcfgv1.MachineConfigSpec{Config: runtime.RawExtension{Raw: []byte(ignition)}, KernelArguments: kernelArguments}})
+	e.updatePool(false, func(pool *mcfgv1.MachineConfigPool) { pool.Spec.Configuration.Name = rendered })
+}
+
+// updatePool changes the worker pool, its status when status is true, on a fresh copy and again
+// on a conflict: the controller writes it too.
+func (e *env) updatePool(status bool, change func(*mcfgv1.MachineConfigPool)) {
+	e.t.Helper()
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		pool := &mcfgv1.MachineConfigPool{}
 		if err := e.c.Get(e.t.Context(), client.ObjectKey{Name: poolName}, pool); err != nil {
 			return err
 		}
-		pool.Spec.Configuration.Name = rendered
+		change(pool)
+		if status {
+			return e.c.Status().Update(e.t.Context(), pool)
+		}
 		return e.c.Update(e.t.Context(), pool)
 	})
 	if err != nil {
-		e.t.Fatalf("pointing pool %s at %s: %v", poolName, rendered, err)
+		e.t.Fatalf("updating pool %s: %v", poolName, err)
 	}
 }
