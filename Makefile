@@ -58,7 +58,7 @@ image: deps ## the mosb image for ARCHES (amd64 arm64) as one index, pushed to I
 
 # The image goes in by digest, so the file installs exactly what was pushed.
 release: image ## RELEASE=deploy/release/mosb.yaml: one file (CRDs, namespaces, RBAC, the Deployment with IMG's image by digest) for `kubectl apply -f` on a plain cluster
-	@assets=$$(hack/kube-assets.sh kubelet | tail -n1); digest=$$(cat $(IMAGE_DIR)/digest); \
+	@assets=$$(hack/kube-assets.sh | tail -n1); digest=$$(cat $(IMAGE_DIR)/digest); \
 	dir=$(IMAGE_DIR)/release; rm -rf "$$dir"; mkdir -p "$$dir"; trap 'rm -f "$(RELEASE).tmp"' EXIT; \
 	printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- %s\nimages:\n- name: mosb\n  newName: %s\n  digest: %s\n' \
 	  "$$(realpath --relative-to="$$dir" deploy/release)" "$${digest%@*}" "$${digest#*@}" >"$$dir/kustomization.yaml"; \

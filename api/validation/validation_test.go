@@ -106,3 +106,37 @@ func TestNewRefusesAVersionTheCRDDoesNotServe(t *testing.T) {
 		t.Fatal("no error for a version the CRD does not have")
 	}
 }
+
+// TestExamplesAreValid holds the examples a user copies to the CRD of their version.
+func TestExamplesAreValid(t *testing.T) {
+	v1, err := validation.MachineOSConfigV1()
+	if err != nil {
+		t.Fatal(err)
+	}
+	validators := map[string]*validation.Validator{}
+	for _, v := range []*validation.Validator{machineOSConfigValidator(t), v1} {
+		validators[v.GroupVersionKind().GroupVersion().String()] = v
+	}
+	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "*.yaml"))
+	if err != nil || len(files) < 2 {
+		t.Fatalf("examples: %v %v", files, err)
+	}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj := map[string]any{}
+		if err := yaml.Unmarshal(raw, &obj); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		v := validators[obj["apiVersion"].(string)]
+		if v == nil || obj["kind"] != "MachineOSConfig" {
+			t.Errorf("%s: a %v %v, not a MachineOSConfig of a version mosb reads", f, obj["apiVersion"], obj["kind"])
+			continue
+		}
+		if errs := v.ValidateCreate(context.Background(), obj); len(errs) > 0 {
+			t.Errorf("%s refused: %s", f, validation.Describe(errs))
+		}
+	}
+}
