@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -162,11 +163,11 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 
 	switch preBuiltStep {
 	case PreBuiltSeed:
-		b, err := r.seedPreBuilt(ctx, m, plan, preBuilt)
+		b, err := r.seedPreBuilt(ctx, m, plan, currentBuild(builds, plan.Identity), preBuilt)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
-		builds = append(builds, *b)
+		builds = append(slices.DeleteFunc(builds, func(o mosbv1.MachineOSBuild) bool { return o.Name == b.Name }), *b)
 	case PreBuiltDone, PreBuiltIgnored:
 		patch := client.MergeFrom(m.DeepCopy())
 		delete(m.Annotations, AnnotationPreBuiltImage)
@@ -395,15 +396,18 @@ func (r *BuildReconciler) buildsOf(ctx context.Context, mosc string) ([]mosbv1.M
 }
 
 // seedPreBuilt records the MachineOSBuild of the plan as succeeded with a pre-built image
-// (prebuilt.go): no request, no pod.
-func (r *BuildReconciler) seedPreBuilt(ctx context.Context, m *mosbv1.MachineOSConfig, plan *Plan, image string) (*mosbv1.MachineOSBuild, error) {
-	b, err := r.newBuild(m, plan, "")
-	if err != nil {
-		return nil, err
-	}
-	b.Labels[LabelPreBuiltImage] = "true"
-	if err := r.Client.Create(ctx, b); err != nil {
-		return nil, fmt.Errorf("recording MachineOSBuild %s for the pre-built image: %w", b.Name, err)
+// (prebuilt.go): no request, no pod. recorded is the build a previous attempt created, if any.
+func (r *BuildReconciler) seedPreBuilt(ctx context.Context, m *mosbv1.MachineOSConfig, plan *Plan, recorded *mosbv1.MachineOSBuild, image string) (*mosbv1.MachineOSBuild, error) {
+	b := recorded.DeepCopy()
+	if b == nil {
+		var err error
+		if b, err = r.newBuild(m, plan, ""); err != nil {
+			return nil, err
+		}
+		b.Labels[LabelPreBuiltImage] = "true"
+		if err := r.Client.Create(ctx, b); err != nil {
+			return nil, fmt.Errorf("recording MachineOSBuild %s for the pre-built image: %w", b.Name, err)
+		}
 	}
 	now := metav1.NewTime(r.now())
 	b.Status.DigestedImagePushspec = image

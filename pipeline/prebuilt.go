@@ -33,14 +33,15 @@ type PreBuiltStep int
 const (
 	// PreBuiltNone: no annotation.
 	PreBuiltNone PreBuiltStep = iota
-	// PreBuiltSeed: record a succeeded build of the current inputs with the image.
+	// PreBuiltSeed: record a succeeded build of the current inputs with the image (or finish
+	// recording it).
 	PreBuiltSeed
 	// PreBuiltDone: the current inputs have a build and the status an image: the annotation goes.
 	PreBuiltDone
 	// PreBuiltWait: the seeded build has not reached the status yet.
 	PreBuiltWait
-	// PreBuiltIgnored: the current inputs have a build of mosb's already: the annotation goes,
-	// unused (ReasonPreBuiltImageIgnored).
+	// PreBuiltIgnored: the current inputs have a build already (of mosb's, or adopted with
+	// another image): the annotation goes, unused (ReasonPreBuiltImageIgnored).
 	PreBuiltIgnored
 )
 
@@ -63,8 +64,11 @@ func DecidePreBuilt(m *mosbv1.MachineOSConfig, builds []mosbv1.MachineOSBuild, i
 	switch {
 	case current == nil:
 		return image, PreBuiltSeed, nil
-	case !IsPreBuilt(current):
+	case !IsPreBuilt(current), current.Status.DigestedImagePushspec != "" && current.Status.DigestedImagePushspec != image:
 		return image, PreBuiltIgnored, nil
+	case Phase(current) != PhaseSucceeded:
+		// Recorded, but its status write failed: write it again (never build it).
+		return image, PreBuiltSeed, nil
 	case string(m.Status.CurrentImagePullspec) == current.Status.DigestedImagePushspec:
 		return image, PreBuiltDone, nil
 	}

@@ -17,6 +17,7 @@ func TestDecidePreBuilt(t *testing.T) {
 	seeded.Status.DigestedImagePushspec = image
 	built := succeededBuild("worker-f", "rendered-worker-1", "2")
 	built.Spec.BuildIdentity = identity
+	recordedOnly := preBuiltBuild(mosbv1.MachineOSBuild{ObjectMeta: metav1.ObjectMeta{Name: "worker-f"}, Spec: mosbv1.MachineOSBuildSpec{BuildIdentity: identity}})
 	other := succeededBuild("worker-e", "rendered-worker-1", "3")
 	other.Spec.BuildIdentity = strings.Repeat("e", 64)
 
@@ -42,6 +43,8 @@ func TestDecidePreBuilt(t *testing.T) {
 		{"seeded, status not yet", mosc(ptr(image), other.Status.DigestedImagePushspec), []mosbv1.MachineOSBuild{other, seeded}, PreBuiltWait, false},
 		{"seeded and in status", mosc(ptr(image), image), []mosbv1.MachineOSBuild{seeded}, PreBuiltDone, false},
 		{"built by mosb already", mosc(ptr(image), built.Status.DigestedImagePushspec), []mosbv1.MachineOSBuild{built}, PreBuiltIgnored, false},
+		{"adopted already with another image", mosc(ptr("registry.example.com/os/other@sha256:"+strings.Repeat("2", 64)), image), []mosbv1.MachineOSBuild{seeded}, PreBuiltIgnored, false},
+		{"recorded, its status not written", mosc(ptr(image), ""), []mosbv1.MachineOSBuild{recordedOnly}, PreBuiltSeed, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got, step, f := DecidePreBuilt(tt.m, tt.builds, identity)
