@@ -42,6 +42,16 @@ func PoolHold(pool *mcfgv1.MachineConfigPool) string {
 	return ""
 }
 
+// PoolChangeMatters says whether a pool's update changes a build input or the hold (PoolHold): its
+// spec (node selector, rendered MachineConfig), its rendered MachineConfig in status, or whether
+// and why it holds builds. Not the rest of its status: the conditions mosb and others write there
+// (ImageBuildDegraded among them) would reconcile every MachineOSConfig of the pool for nothing.
+func PoolChangeMatters(old, updated *mcfgv1.MachineConfigPool) bool {
+	return old.Generation != updated.Generation ||
+		old.Status.Configuration.Name != updated.Status.Configuration.Name ||
+		PoolHold(old) != PoolHold(updated)
+}
+
 // PoolBuildCondition is the pool's ImageBuildDegraded condition given the MachineOSConfigs of the
 // pool (none: ok is false, the pool is none of mosb's business unless it carries the condition
 // already, then it is cleared).

@@ -102,3 +102,30 @@ func TestSetPoolCondition(t *testing.T) {
 		t.Errorf("a transition: %+v (its time is now's); the input must not change: %+v", after, conds)
 	}
 }
+
+func TestPoolChangeMatters(t *testing.T) {
+	base := &mcfgv1.MachineConfigPool{ObjectMeta: metav1.ObjectMeta{Name: "worker", Generation: 3}}
+	base.Status.Configuration.Name = "rendered-worker-1"
+	for _, tt := range []struct {
+		name string
+		edit func(*mcfgv1.MachineConfigPool)
+		want bool
+	}{
+		{"nothing", func(*mcfgv1.MachineConfigPool) {}, false},
+		{"mosb's own ImageBuildDegraded", func(p *mcfgv1.MachineConfigPool) {
+			p.Status.Conditions = []mcfgv1.MachineConfigPoolCondition{{Type: mcfgv1.MachineConfigPoolImageBuildDegraded, Status: corev1.ConditionTrue}}
+		}, false},
+		{"machine counts", func(p *mcfgv1.MachineConfigPool) { p.Status.ReadyMachineCount = 2 }, false},
+		{"the spec", func(p *mcfgv1.MachineConfigPool) { p.Generation = 4 }, true},
+		{"the rendered MachineConfig in status", func(p *mcfgv1.MachineConfigPool) { p.Status.Configuration.Name = "rendered-worker-2" }, true},
+		{"a node degraded", func(p *mcfgv1.MachineConfigPool) {
+			p.Status.Conditions = []mcfgv1.MachineConfigPoolCondition{{Type: mcfgv1.MachineConfigPoolNodeDegraded, Status: corev1.ConditionTrue}}
+		}, true},
+	} {
+		updated := base.DeepCopy()
+		tt.edit(updated)
+		if got := PoolChangeMatters(base, updated); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -69,13 +69,21 @@ func (r *BuildReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 		gvk schema.GroupVersionKind
 		obj client.Object
 		fn  handler.MapFunc
+		// only, when set, filters the updates that reconcile.
+		only predicate.Predicate
 	}{
-		{mcfgv1.GroupVersion.WithKind("MachineConfigPool"), &mcfgv1.MachineConfigPool{}, r.byPool},
-		{mcfgv1.GroupVersion.WithKind("MachineConfig"), &mcfgv1.MachineConfig{}, r.byMachineConfig},
-		{configv1.GroupVersion.WithKind("Image"), &configv1.Image{}, r.all},
-		{configv1.GroupVersion.WithKind("ImageDigestMirrorSet"), &configv1.ImageDigestMirrorSet{}, r.all},
-		{configv1.GroupVersion.WithKind("ImageTagMirrorSet"), &configv1.ImageTagMirrorSet{}, r.all},
-		{configv1.GroupVersion.WithKind("ImageContentPolicy"), &configv1.ImageContentPolicy{}, r.all},
+		{mcfgv1.GroupVersion.WithKind("MachineConfigPool"), &mcfgv1.MachineConfigPool{}, r.byPool, predicate.Funcs{
+			UpdateFunc: func(e event.UpdateEvent) bool {
+				old, okOld := e.ObjectOld.(*mcfgv1.MachineConfigPool)
+				updated, okNew := e.ObjectNew.(*mcfgv1.MachineConfigPool)
+				return !okOld || !okNew || PoolChangeMatters(old, updated)
+			},
+		}},
+		{mcfgv1.GroupVersion.WithKind("MachineConfig"), &mcfgv1.MachineConfig{}, r.byMachineConfig, nil},
+		{configv1.GroupVersion.WithKind("Image"), &configv1.Image{}, r.all, nil},
+		{configv1.GroupVersion.WithKind("ImageDigestMirrorSet"), &configv1.ImageDigestMirrorSet{}, r.all, nil},
+		{configv1.GroupVersion.WithKind("ImageTagMirrorSet"), &configv1.ImageTagMirrorSet{}, r.all, nil},
+		{configv1.GroupVersion.WithKind("ImageContentPolicy"), &configv1.ImageContentPolicy{}, r.all, nil},
 	}
 	log := mgr.GetLogger().WithName("build")
 	for _, o := range optional {
@@ -88,7 +96,11 @@ func (r *BuildReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 			log.Info("API not installed; not watching it", "kind", o.gvk.Kind, "group", o.gvk.Group)
 			continue
 		}
-		b = b.Watches(o.obj, handler.EnqueueRequestsFromMapFunc(o.fn))
+		var opts []builder.WatchesOption
+		if o.only != nil {
+			opts = append(opts, builder.WithPredicates(o.only))
+		}
+		b = b.Watches(o.obj, handler.EnqueueRequestsFromMapFunc(o.fn), opts...)
 	}
 	return b.WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).Complete(r)
 }
