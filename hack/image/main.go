@@ -113,23 +113,26 @@ func copyImage(helpers *harness.Registry, src string, dst name.Tag, keychain aut
 		return "", fmt.Errorf("reading the built image %s: %w", src, err)
 	}
 	push := []remote.Option{remote.WithAuthFromKeychain(keychain), remote.WithContext(ctx)}
-	if desc.MediaType.IsIndex() {
-		idx, err := desc.ImageIndex()
-		if err != nil {
-			return "", err
-		}
-		err = remote.WriteIndex(dst, idx, push...)
-	} else {
-		img, err := desc.Image()
-		if err != nil {
-			return "", err
-		}
-		err = remote.Write(dst, img, push...)
-	}
-	if err != nil {
+	if err := writeTo(dst, desc, push...); err != nil {
 		return "", fmt.Errorf("pushing the mosb image to %s: %w", dst, err)
 	}
 	return dst.Context().Name() + "@" + desc.Digest.String(), nil
+}
+
+// writeTo writes the index or image desc to dst, with what they refer to.
+func writeTo(dst name.Tag, desc *remote.Descriptor, opts ...remote.Option) error {
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return err
+		}
+		return remote.WriteIndex(dst, idx, opts...)
+	}
+	img, err := desc.Image()
+	if err != nil {
+		return err
+	}
+	return remote.Write(dst, img, opts...)
 }
 
 // fileKeychain resolves credentials from one auth file, as podman, buildah and skopeo write it or
