@@ -38,17 +38,23 @@ func corpusOf(t *testing.T, dir, verdict string) map[string]map[string]any {
 	}
 	out := map[string]map[string]any{}
 	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		obj := map[string]any{}
-		if err := yaml.Unmarshal(raw, &obj); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		out[filepath.Base(f)] = obj
+		out[filepath.Base(f)] = readObject(t, f)
 	}
 	return out
+}
+
+// readObject is a YAML file's one object, as the API server's decoder would see it.
+func readObject(t *testing.T, path string) map[string]any {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := map[string]any{}
+	if err := yaml.Unmarshal(raw, &obj); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return obj
 }
 
 func TestCorpusVerdicts(t *testing.T) {
@@ -122,15 +128,9 @@ func TestExamplesAreValid(t *testing.T) {
 		t.Fatalf("examples: %v %v", files, err)
 	}
 	for _, f := range files {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		obj := map[string]any{}
-		if err := yaml.Unmarshal(raw, &obj); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		v := validators[obj["apiVersion"].(string)]
+		obj := readObject(t, f)
+		apiVersion, _ := obj["apiVersion"].(string)
+		v := validators[apiVersion]
 		if v == nil || obj["kind"] != "MachineOSConfig" {
 			t.Errorf("%s: a %v %v, not a MachineOSConfig of a version mosb reads", f, obj["apiVersion"], obj["kind"])
 			continue
