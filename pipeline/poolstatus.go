@@ -65,7 +65,7 @@ func PoolBuildCondition(pool string, moscs []mosbv1.MachineOSConfig, hadConditio
 		}
 		return mcfgv1.MachineConfigPoolCondition{}, false
 	}
-	slices.SortFunc(moscs, func(a, b mosbv1.MachineOSConfig) int { return strings.Compare(a.Name, b.Name) })
+	moscs = slices.SortedFunc(slices.Values(moscs), func(a, b mosbv1.MachineOSConfig) int { return strings.Compare(a.Name, b.Name) })
 	var building, pending []string
 	for _, m := range moscs {
 		if d := meta.FindStatusCondition(m.Status.Conditions, mosbv1.MachineOSConfigDegraded); d != nil && d.Status == metav1.ConditionTrue {

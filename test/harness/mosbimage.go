@@ -111,13 +111,7 @@ func BuildMosbIndex(t T, reg *Registry, tag string, bins map[string]string) (tag
 
 	dir := t.TempDir()
 	tagRef = reg.Host + "/" + MosbImageRepo + ":" + tag
-	in := BuildInputs{
-		MachineOSConfig: filepath.Join(dir, "machineosconfig.yaml"),
-		ClusterConfig:   filepath.Join(dir, "cluster"),
-		AuthFile:        filepath.Join(dir, "auth.json"),
-	}
-	mustWrite(t, in.MachineOSConfig, BuildMachineOSConfig("mosb-image", baseRef, tagRef, "", content))
-	WriteClusterConfig(t, in.ClusterConfig, reg)
+	in := WriteBuildInputs(t, reg, dir, "mosb-image", baseRef, tagRef, content)
 	mustWrite(t, filepath.Join(in.ClusterConfig, "mirror.yaml"), mustYAML(&configv1.ImageDigestMirrorSet{
 		TypeMeta:   metav1.TypeMeta{APIVersion: configv1.GroupVersion.String(), Kind: "ImageDigestMirrorSet"},
 		ObjectMeta: metav1.ObjectMeta{Name: "mosb-image-sources"},
@@ -127,7 +121,6 @@ func BuildMosbIndex(t T, reg *Registry, tag string, bins map[string]string) (tag
 			MirrorSourcePolicy: configv1.NeverContactSource,
 		}}},
 	}))
-	WriteAuthFile(t, in.AuthFile, reg)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -168,18 +161,18 @@ func (in BuildInputs) Args() []string {
 	return []string{"build", "-f", in.MachineOSConfig, "--cluster-config", in.ClusterConfig, "--authfile", in.AuthFile}
 }
 
-// WriteBuildInputs writes, under dir, what `mosb build` needs to build content (the noarch
-// containerFile entry) on base and push it to target on reg: the MachineOSConfig mosc, the
-// registry's CA as additionalTrustedCA (or the registry as insecure when it speaks plain HTTP)
-// and its credentials.
-func WriteBuildInputs(t T, reg *Registry, dir, mosc, base, target, content string) BuildInputs {
+// WriteBuildInputs writes, under dir, what `mosb build` needs to build content (containerFile
+// entries by architecture, "noarch" for one that names none; see BuildMachineOSConfig) on base and
+// push it to target on reg: the MachineOSConfig mosc, the registry's CA as additionalTrustedCA (or
+// the registry as insecure when it speaks plain HTTP) and its credentials.
+func WriteBuildInputs(t T, reg *Registry, dir, mosc, base, target string, content map[string]string) BuildInputs {
 	t.Helper()
 	in := BuildInputs{
 		MachineOSConfig: filepath.Join(dir, "machineosconfig.yaml"),
 		ClusterConfig:   filepath.Join(dir, "cluster"),
 		AuthFile:        filepath.Join(dir, "auth.json"),
 	}
-	mustWrite(t, in.MachineOSConfig, BuildMachineOSConfig(mosc, base, target, "", map[string]string{"noarch": content}))
+	mustWrite(t, in.MachineOSConfig, BuildMachineOSConfig(mosc, base, target, "", content))
 	WriteClusterConfig(t, in.ClusterConfig, reg)
 	WriteAuthFile(t, in.AuthFile, reg)
 	return in
@@ -337,14 +330,11 @@ func elfArchMatches(f *elf.File, file, arch string) error {
 	return nil
 }
 
-// sharedObject is a file the dynamic loader loads: where it is on this machine and where the
-// loader in the image looks for it.
-type sharedObject struct{ host, image string }
-
-// libraryDir is a directory the loader searches (image) and where this machine keeps its files
-// (host): the same directory for this machine's architecture, Debian's cross-compilation sysroot
-// (/usr/<triplet>/lib, package libc6-<arch>-cross) for another one.
-type libraryDir struct{ host, image string }
+// placedPath is a path on this machine (host) and the one the image has it at (image): the same
+// for this machine's architecture; for another one, a file or directory of Debian's
+// cross-compilation sysroot (/usr/<triplet>/lib, package libc6-<arch>-cross) and where the
+// image's loader looks for it.
+type placedPath struct{ host, image string }
 
 // sharedObjects returns what the dynamic binary bin needs to start: its program interpreter and
 // every shared library it loads, transitively (none for a static binary), searched as the loader
@@ -353,7 +343,7 @@ type libraryDir struct{ host, image string }
 // For another architecture than this machine's, Debian's cross sysroot stands for its multiarch
 // directory. Image paths are the ones searched, not resolved through symlinks: the loader in the
 // image finds them there.
-func sharedObjects(bin, arch string) ([]sharedObject, error) {
+func sharedObjects(bin, arch string) ([]placedPath, error) {
 	f, err := elf.Open(bin)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", bin, err)
@@ -377,34 +367,34 @@ func sharedObjects(bin, arch string) ([]sharedObject, error) {
 		return nil, nil
 	}
 	triplet := multiarchTriplets[arch]
-	var dirs []libraryDir
+	var dirs []placedPath
 	for _, tag := range []elf.DynTag{elf.DT_RUNPATH, elf.DT_RPATH} {
 		vals, _ := f.DynString(tag)
 		for _, v := range vals {
 			for _, d := range strings.Split(v, ":") {
-				dirs = append(dirs, libraryDir{d, d})
+				dirs = append(dirs, placedPath{d, d})
 			}
 		}
 	}
 	if arch != runtime.GOARCH {
-		dirs = append(dirs, libraryDir{"/usr/" + triplet + "/lib", "/lib/" + triplet})
+		dirs = append(dirs, placedPath{"/usr/" + triplet + "/lib", "/lib/" + triplet})
 	}
 	for _, d := range []string{"/lib/" + triplet, "/usr/lib/" + triplet, "/lib64", "/usr/lib64", "/lib", "/usr/lib"} {
-		dirs = append(dirs, libraryDir{d, d})
+		dirs = append(dirs, placedPath{d, d})
 	}
 
 	// find looks for a file of the architecture: at the path the image has it, else in the
 	// directories' host copies.
-	find := func(soname string) (sharedObject, []string, error) {
-		var candidates []sharedObject
+	find := func(soname string) (placedPath, []string, error) {
+		var candidates []placedPath
 		if path.IsAbs(soname) {
-			candidates = append(candidates, sharedObject{soname, soname})
+			candidates = append(candidates, placedPath{soname, soname})
 			if arch != runtime.GOARCH { // the loader: Debian's cross sysroot has it too
-				candidates = append(candidates, sharedObject{path.Join("/usr", triplet, "lib", path.Base(soname)), soname})
+				candidates = append(candidates, placedPath{path.Join("/usr", triplet, "lib", path.Base(soname)), soname})
 			}
 		} else {
 			for _, d := range dirs {
-				candidates = append(candidates, sharedObject{path.Join(d.host, soname), path.Join(d.image, soname)})
+				candidates = append(candidates, placedPath{path.Join(d.host, soname), path.Join(d.image, soname)})
 			}
 		}
 		for _, c := range candidates {
@@ -419,7 +409,7 @@ func sharedObjects(bin, arch string) ([]sharedObject, error) {
 			needed, err := lf.ImportedLibraries()
 			lf.Close()
 			if err != nil {
-				return sharedObject{}, nil, fmt.Errorf("%s: reading DT_NEEDED: %w", c.host, err)
+				return placedPath{}, nil, fmt.Errorf("%s: reading DT_NEEDED: %w", c.host, err)
 			}
 			return c, needed, nil
 		}
@@ -431,14 +421,14 @@ func sharedObjects(bin, arch string) ([]sharedObject, error) {
 		if arch != runtime.GOARCH {
 			hint = fmt.Sprintf(" (for %s on this %s machine: Debian's cross sysroot, e.g. package libc6-dev-%s-cross)", arch, runtime.GOARCH, debianArch(arch))
 		}
-		return sharedObject{}, nil, fmt.Errorf("%s needs %s, found in none of %s%s", bin, soname, strings.Join(slices.Compact(searched), ", "), hint)
+		return placedPath{}, nil, fmt.Errorf("%s needs %s, found in none of %s%s", bin, soname, strings.Join(slices.Compact(searched), ", "), hint)
 	}
 
 	loader, _, err := find(interp)
 	if err != nil {
 		return nil, err
 	}
-	objects := []sharedObject{loader}
+	objects := []placedPath{loader}
 	seen := map[string]bool{path.Base(interp): true}
 	queue, err := f.ImportedLibraries()
 	if err != nil {
@@ -458,7 +448,7 @@ func sharedObjects(bin, arch string) ([]sharedObject, error) {
 		objects = append(objects, o)
 		queue = append(queue, needed...)
 	}
-	slices.SortFunc(objects[1:], func(a, b sharedObject) int { return strings.Compare(a.image, b.image) })
+	slices.SortFunc(objects[1:], func(a, b placedPath) int { return strings.Compare(a.image, b.image) })
 	return objects, nil
 }
 

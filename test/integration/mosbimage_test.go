@@ -261,7 +261,7 @@ func buildInsideRootfs(t *testing.T, reg *harness.Registry, mosbBin, rootDir str
 	target := reg.Host + "/os/built-inside:latest"
 	hostWork := t.TempDir()
 	in := harness.WriteBuildInputs(t, reg, filepath.Join(hostWork, "inputs"), "inside", base, target,
-		"RUN echo built-inside-the-mosb-image > /etc/built-inside")
+		map[string]string{"noarch": "RUN echo built-inside-the-mosb-image > /etc/built-inside"})
 	for _, d := range []string{"home", "tmp", "run-lock", "run-containers"} {
 		if err := os.MkdirAll(filepath.Join(hostWork, d), 0o755); err != nil {
 			t.Fatal(err)

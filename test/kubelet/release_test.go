@@ -42,7 +42,7 @@ func testRelease(t *testing.T, c *cluster) {
 	c.PullFrom(t, rel)
 	img := rel.Host + "/mosb/mosb:release"
 	file := filepath.Join(t.TempDir(), "mosb.yaml")
-	digestRef := strings.TrimSpace(makeRelease(t, "IMG="+img, "INSECURE=1", "ARCHES="+strings.Join(arches, " "), "RELEASE="+file, "IMAGE_DIR="+t.TempDir()))
+	digestRef := strings.TrimSpace(makeRelease(t, t.TempDir(), "IMG="+img, "INSECURE=1", "ARCHES="+strings.Join(arches, " "), "RELEASE="+file))
 
 	// The registry serves under the tag what make image says it pushed, with every architecture.
 	tag, err := name.NewTag(img, name.Insecure)
@@ -112,10 +112,11 @@ func testRelease(t *testing.T, c *cluster) {
 	}
 }
 
-// makeRelease runs `make release` in the repository with args and returns the pushed image's
-// pullspec by digest (make image's last line, kept in IMAGE_DIR).
-func makeRelease(t *testing.T, args ...string) string {
+// makeRelease runs `make release` in the repository with args and IMAGE_DIR=imageDir, and returns
+// the pushed image's pullspec by digest (make image's last line, kept in imageDir).
+func makeRelease(t *testing.T, imageDir string, args ...string) string {
 	t.Helper()
+	args = append(args, "IMAGE_DIR="+imageDir)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "make", append([]string{"--no-print-directory", "release"}, args...)...)
@@ -127,17 +128,11 @@ func makeRelease(t *testing.T, args ...string) string {
 		t.Fatalf("make release %s: %v\n%s", strings.Join(args, " "), err, tail(out.String(), 60))
 	}
 	t.Logf("make release %s (%s):\n%s", strings.Join(args, " "), time.Since(start).Round(time.Second), tail(out.String(), 8))
-	for _, a := range args {
-		if dir, ok := strings.CutPrefix(a, "IMAGE_DIR="); ok {
-			raw, err := os.ReadFile(filepath.Join(dir, "digest"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return string(raw)
-		}
+	raw, err := os.ReadFile(filepath.Join(imageDir, "digest"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("makeRelease needs IMAGE_DIR=")
-	return ""
+	return string(raw)
 }
 
 // releaseContents lists the objects of the release file (Kind/name) and the image of the
