@@ -22,6 +22,9 @@ const (
 	CurrentConfigPath = "/etc/machine-config-daemon/currentconfig"
 	// ContextCurrentConfig is the rendered MachineConfig's path in the build context.
 	ContextCurrentConfig = "machineconfig/currentconfig"
+	// ContextMachineConfigLayer is the rendered MachineConfig's Ignition content (a gzip tar, see
+	// package ignitionlayer) in the build context, ADDed to / in the configs stage.
+	ContextMachineConfigLayer = "machineconfig/ignition.tar.gz"
 )
 
 // Labels of every image mosb builds. They are set by the last instruction of the final stage, so
@@ -136,6 +139,9 @@ func assembleSelection(in Input, selection Selection) (*Containerfile, error) {
 	if len(in.RenderedMachineConfigContent) > 0 {
 		result.Context[ContextCurrentConfig] = slices.Clone(in.RenderedMachineConfigContent)
 	}
+	if len(in.MachineConfigLayer) > 0 {
+		result.Context[ContextMachineConfigLayer] = slices.Clone(in.MachineConfigLayer)
+	}
 	return result, nil
 }
 
@@ -175,6 +181,10 @@ func render(in Input, selection Selection, content *userContent) *document {
 	doc.instruction("FROM " + in.BaseImage + " AS " + StageConfigs)
 	if hasCurrentConfig {
 		doc.instruction(copyCurrentConfig)
+	}
+	if len(in.MachineConfigLayer) > 0 {
+		doc.comment("# The rendered MachineConfig's files, directories, links and systemd units, as ignition-apply would write them.")
+		doc.instruction("ADD " + ContextMachineConfigLayer + " /")
 	}
 
 	if content != nil {

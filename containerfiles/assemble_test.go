@@ -73,6 +73,9 @@ func goldenCases() []goldenCase {
 		"EOF",
 	}, "\n")))
 
+	withMachineConfigLayer := baseInput(entries("noarch", "RUN echo hello > /etc/hello\n"))
+	withMachineConfigLayer.MachineConfigLayer = []byte("a gzip tar")
+
 	return []goldenCase{
 		{name: "noarch-only", arch: AMD64, in: baseInput(entries("noarch", "RUN echo hello > /etc/hello\n")), wantSource: SourceNoArch},
 		{name: "per-arch", arch: ARM64, in: baseInput(perArch), wantSource: SourceOwn},
@@ -82,6 +85,7 @@ func goldenCases() []goldenCase {
 		{name: "without-rendered-machineconfig", arch: AMD64, in: withoutMachineConfig, wantSource: SourceNoArch},
 		{name: "with-release-version", arch: AMD64, in: withRelease, wantSource: SourceNoArch},
 		{name: "multi-stage", arch: AMD64, in: multiStage, wantSource: SourceNoArch},
+		{name: "with-machineconfig-layer", arch: AMD64, in: withMachineConfigLayer, wantSource: SourceNoArch},
 	}
 }
 
@@ -226,6 +230,9 @@ func TestAssembledFinalStage(t *testing.T) {
 			}
 			if hasConfig && !bytes.Equal(got.Context[ContextCurrentConfig], tc.in.RenderedMachineConfigContent) {
 				t.Errorf("build context %q = %q", ContextCurrentConfig, got.Context[ContextCurrentConfig])
+			}
+			if !bytes.Equal(got.Context[ContextMachineConfigLayer], tc.in.MachineConfigLayer) {
+				t.Errorf("build context %q = %q, want the layer", ContextMachineConfigLayer, got.Context[ContextMachineConfigLayer])
 			}
 			if !hasConfig && len(got.Context) != 0 {
 				t.Errorf("build context %v without a rendered MachineConfig", got.ContextPaths())

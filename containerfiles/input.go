@@ -31,6 +31,10 @@ type Input struct {
 	// /etc/machine-config-daemon/currentconfig (JSON); nil or empty when absent. It requires
 	// RenderedMachineConfig.
 	RenderedMachineConfigContent []byte
+	// MachineConfigLayer is the rendered MachineConfig's Ignition content as a gzip-compressed tar
+	// (ignitionlayer.FromMachineConfig), laid onto / after currentconfig; nil when it lays
+	// nothing. It requires RenderedMachineConfigContent.
+	MachineConfigLayer []byte
 	// ReleaseVersion is the OpenShift release the base image belongs to; empty when unknown.
 	ReleaseVersion string
 	// Entries are spec.buildInputs.containerFile.
@@ -72,6 +76,9 @@ func (in Input) checkScalars() error {
 	}
 	if len(in.RenderedMachineConfigContent) > 0 && in.RenderedMachineConfig == "" {
 		return fmt.Errorf("%w: the rendered MachineConfig's content is set but not its name", ErrInvalidInput)
+	}
+	if len(in.MachineConfigLayer) > 0 && len(in.RenderedMachineConfigContent) == 0 {
+		return fmt.Errorf("%w: the rendered MachineConfig's layer is set but not its content", ErrInvalidInput)
 	}
 	if err := checkDigestPullspec("base OS image", in.BaseImage, true); err != nil {
 		return err

@@ -580,6 +580,9 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 			status.DigestedImagePushspec = pullspec
 		}
 	}
+	if c, ok := MachineConfigCondition(plan, b.Generation, now); ok {
+		meta.SetStatusCondition(&status.Conditions, c)
+	}
 	updated := b.DeepCopy()
 	updated.Status = *status
 	SetBuildPhase(updated, phase, reason, message, now)

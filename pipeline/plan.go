@@ -16,6 +16,7 @@ import (
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
 	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/containerfiles"
+	"github.com/mosb-dev/mosb/containerfiles/ignitionlayer"
 	"github.com/mosb-dev/mosb/registry"
 )
 
@@ -81,7 +82,10 @@ type Plan struct {
 	ReleaseVersion  string
 	// RenderedMachineConfig is the rendered MachineConfig's name, empty when there is none.
 	RenderedMachineConfig string
-	Arches                []ArchPlan
+	// MachineConfigLayer is what the rendered MachineConfig's Ignition config lays into the image
+	// and what it skips; nil when there is no rendered MachineConfig.
+	MachineConfigLayer *ignitionlayer.Layer
+	Arches             []ArchPlan
 	// Registry is what the build's pulls use: registries.conf (with the mirror rules of what the
 	// build pulls, see pullScope), policy.json, CAs, pull auth file.
 	Registry buildpod.RegistryConfig
@@ -190,13 +194,19 @@ func Prepare(in Inputs) (*Plan, error) {
 	cfInput := containerfiles.InputFromMachineOSConfig(m)
 	cfInput.BaseImage, cfInput.ExtensionsImage, cfInput.ReleaseVersion = base, ext, release
 	var renderedName string
+	var machineConfigLayer *ignitionlayer.Layer
 	if mc := in.RenderedMachineConfig; mc != nil {
 		content, err := currentConfig(mc)
 		if err != nil {
 			return nil, fail(ReasonInvalidMachineOSConfig, err, "rendered MachineConfig %s cannot be encoded: %v", mc.Name, err)
 		}
-		renderedName = mc.Name
-		cfInput.RenderedMachineConfig, cfInput.RenderedMachineConfigContent = mc.Name, content
+		layer, err := ignitionlayer.FromMachineConfig(content)
+		if err != nil {
+			return nil, fail(ReasonInvalidMachineConfig, err,
+				"%s: the rendered MachineConfig %s cannot be laid into the image: %v; fix the MachineConfig it is rendered from", obj, mc.Name, err)
+		}
+		renderedName, machineConfigLayer = mc.Name, layer
+		cfInput.RenderedMachineConfig, cfInput.RenderedMachineConfigContent, cfInput.MachineConfigLayer = mc.Name, content, layer.Archive
 	}
 	if err := containerfiles.Validate(cfInput); err != nil {
 		return nil, containerfileFailure(obj, err)
@@ -212,7 +222,7 @@ func Prepare(in Inputs) (*Plan, error) {
 	}
 	plan := &Plan{
 		Target: target, BaseImage: base, ExtensionsImage: ext, ReleaseVersion: release,
-		RenderedMachineConfig: renderedName, Config: cfg, PullAuths: pullAuths, PushAuths: pushAuths,
+		RenderedMachineConfig: renderedName, MachineConfigLayer: machineConfigLayer, Config: cfg, PullAuths: pullAuths, PushAuths: pushAuths,
 		PullSecretName: bi.BaseImagePullSecret.Name, PushSecretName: bi.RenderedImagePushSecret.Name,
 		Resources: resources,
 	}
@@ -396,7 +406,7 @@ func buildRegistryConfig(cfg, scoped *registry.Config, pull registry.Auths) (bui
 func (p *Plan) IdentityExplained() string {
 	mc := "no rendered MachineConfig"
 	if p.RenderedMachineConfig != "" {
-		mc = "the rendered MachineConfig " + p.RenderedMachineConfig + " (its /etc/machine-config-daemon/currentconfig)"
+		mc = "the rendered MachineConfig " + p.RenderedMachineConfig + " (its /etc/machine-config-daemon/currentconfig and the layer of its Ignition files and units)"
 	}
 	return fmt.Sprintf(`the build identity hashes what changes the image: for each of %s, the assembled Containerfile and its context, %s; the target, registries.conf, policy.json, the CAs and the builder version. Not: credentials, build resources, server bookkeeping.
 the controller keeps the pool's image when a new rendered MachineConfig changes nothing but what the node applies itself (not osImageURL, kernelType, extensions or kernelArguments), unless %s is "true" or --rebuild-on-any-machineconfig-change; mosb build always builds.

@@ -20,12 +20,13 @@ const (
 	ReasonInvalidClusterConfig   = "InvalidClusterConfig"
 	ReasonInvalidMachineOSConfig = "InvalidMachineOSConfig"
 	ReasonInvalidBuildResources  = "InvalidBuildResources"
+	// ReasonInvalidMachineConfig: the pool's rendered MachineConfig (or the --machineconfig file)
+	// cannot be read, or its Ignition config cannot be laid into an image.
+	ReasonInvalidMachineConfig = "InvalidMachineConfig"
 )
 
 // Reasons only mosb's commands give: for files and flags, which the cluster has no counterpart of.
 const (
-	// ReasonInvalidMachineConfig: the --machineconfig file is not one MachineConfig.
-	ReasonInvalidMachineConfig = "InvalidMachineConfig"
 	// ReasonInvalidFlag: a command-line flag, or a combination of them, cannot work.
 	ReasonInvalidFlag = "InvalidFlag"
 )

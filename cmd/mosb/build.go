@@ -101,6 +101,9 @@ func runBuild(ctx context.Context, plan *pipeline.Plan, s buildSettings) (*build
 	defer engine.Close()
 	defer keepScratchUnderRoot(engine)()
 	fmt.Fprintf(s.progress, "mosb: %s\n", engine.Storage())
+	if l := plan.MachineConfigLayer; l != nil {
+		fmt.Fprintf(s.progress, "mosb: rendered MachineConfig %s in the image: %s\n", plan.RenderedMachineConfig, l.Summary())
+	}
 	req := builder.Request{Target: plan.Target, Registry: plan.Registry}
 	for _, a := range plan.Arches {
 		req.Builds = append(req.Builds, a.Build)
