@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -25,6 +28,23 @@ type Request struct {
 	// Untagged pushes each image by digest only and leaves Target's tag alone: a build pod's
 	// worker does this, and the controller tags (or pushes the index) once every arch is in.
 	Untagged bool
+	// Run is what every RUN step gets besides the image.
+	Run RunEnvironment
+}
+
+// RunEnvironment is what the build's RUN steps get and no layer holds: read-only mounts
+// (entitlements, repository definitions) and the proxy, which the build's pulls use too.
+type RunEnvironment struct {
+	Mounts []Mount
+	// Proxy is the proxy of the build's pulls and RUN steps (as HTTP_PROXY, http_proxy, … build
+	// arguments, which buildah keeps out of the image's history); zero: none for RUN steps, and
+	// the process environment's for pulls.
+	Proxy registry.Proxy
+}
+
+// Mount is a host directory RUN steps see read-only at Target.
+type Mount struct {
+	Source, Target string
 }
 
 // Publisher pushes built images. A *registry.Client made with the push secret's keychain (and
@@ -81,7 +101,7 @@ func (e *Engine) Build(ctx context.Context, req Request, pub Publisher) (*Result
 		}
 	}()
 	for _, b := range builds {
-		out, err := e.BuildImage(ctx, b, req.Registry, req.Cache)
+		out, err := e.BuildImage(ctx, b, req.Registry, req.Cache, req.Run)
 		if err != nil {
 			return nil, err
 		}
@@ -124,4 +144,28 @@ func (e *Engine) Build(ctx context.Context, req Request, pub Publisher) (*Result
 	res.PushDuration = time.Since(pushStart)
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// transientMounts are the mounts in buildah's --volume syntax, read-only, after checking each
+// source is a directory and each target a path buildah's syntax can carry.
+func (r RunEnvironment) transientMounts() ([]string, error) {
+	var out []string
+	for _, m := range r.Mounts {
+		if !filepath.IsAbs(m.Target) || filepath.Clean(m.Target) != m.Target || m.Target == "/" || strings.ContainsAny(m.Target+m.Source, ":,") {
+			return nil, fmt.Errorf("run mount %s:%s: the target must be a clean absolute path other than /, and neither path may hold ':' or ','", m.Source, m.Target)
+		}
+		info, err := os.Stat(m.Source)
+		if err != nil {
+			return nil, fmt.Errorf("run mount for %s: %w", m.Target, err)
+		}
+		if !info.IsDir() {
+			return nil, fmt.Errorf("run mount for %s: %s is not a directory", m.Target, m.Source)
+		}
+		src, err := filepath.Abs(m.Source)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, src+":"+m.Target+":ro")
+	}
+	return out, nil
 }

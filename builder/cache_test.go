@@ -28,7 +28,7 @@ func buildWithCache(t *testing.T, base string, rc buildpod.RegistryConfig, cache
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cf := fmt.Sprintf("FROM %s\nRUN echo cached > /cached\n", base)
-	built, err := e.BuildImage(ctx, buildpod.ArchBuild{Arch: "amd64", Containerfile: []byte(cf)}, rc, cache)
+	built, err := e.BuildImage(ctx, buildpod.ArchBuild{Arch: "amd64", Containerfile: []byte(cf)}, rc, cache, builder.RunEnvironment{})
 	if err == nil {
 		_ = built.Release()
 	}

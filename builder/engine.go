@@ -162,8 +162,12 @@ type Cache struct {
 }
 
 // BuildImage builds one architecture. The image is left as an OCI layout for Push.
-func (e *Engine) BuildImage(ctx context.Context, b buildpod.ArchBuild, rc buildpod.RegistryConfig, cache *Cache) (*Built, error) {
+func (e *Engine) BuildImage(ctx context.Context, b buildpod.ArchBuild, rc buildpod.RegistryConfig, cache *Cache, run RunEnvironment) (*Built, error) {
 	if err := b.Validate(); err != nil {
+		return nil, err
+	}
+	transientMounts, err := run.transientMounts()
+	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
@@ -182,6 +186,9 @@ func (e *Engine) BuildImage(ctx context.Context, b buildpod.ArchBuild, rc buildp
 	}
 	if built.guard, err = bounds.NewGuard(e.bounds); err != nil {
 		return fail(err)
+	}
+	if !run.Proxy.IsZero() {
+		built.guard.UseProxy(run.Proxy.URLFunc())
 	}
 	sys.DockerProxy = built.guard.Proxy
 	contextDir := filepath.Join(dir, "context")
@@ -218,6 +225,8 @@ func (e *Engine) BuildImage(ctx context.Context, b buildpod.ArchBuild, rc buildp
 		Out:                     out,
 		Err:                     out,
 		ReportWriter:            out,
+		TransientMounts:         transientMounts,
+		Args:                    run.Proxy.Env(),
 		CommonBuildOpts: &define.CommonBuildOptions{
 			// As root, buildah raises RLIMIT_NOFILE/NPROC to 1048576, which fails without
 			// CAP_SYS_RESOURCE; asking for what we already have always works.

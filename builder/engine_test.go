@@ -33,7 +33,7 @@ func TestBuildImageKeepsEverythingUnderItsRoot(t *testing.T) {
 	defer cancel()
 	cf := fmt.Sprintf("FROM %s\nCOPY currentconfig /etc/machine-config-daemon/currentconfig\nRUN echo hello > /etc/hello\n", base)
 	built, err := e.BuildImage(ctx, buildpod.ArchBuild{Arch: "amd64", Containerfile: []byte(cf), ContextFiles: map[string][]byte{"currentconfig": []byte("{}")}},
-		buildpod.RegistryConfig{PullAuth: reg.DockerConfigJSON(), CAs: map[string][]byte{reg.Host: reg.CA.PEM}}, nil)
+		buildpod.RegistryConfig{PullAuth: reg.DockerConfigJSON(), CAs: map[string][]byte{reg.Host: reg.CA.PEM}}, nil, builder.RunEnvironment{})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, progress.String())
 	}

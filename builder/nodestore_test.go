@@ -212,7 +212,7 @@ func buildOnce(ctx context.Context, t *testing.T, rc buildpod.RegistryConfig, cf
 		t.Fatal(err)
 	}
 	defer e.Close()
-	b, err := e.BuildImage(ctx, buildpod.ArchBuild{Arch: "amd64", Containerfile: []byte(cf)}, rc, nil)
+	b, err := e.BuildImage(ctx, buildpod.ArchBuild{Arch: "amd64", Containerfile: []byte(cf)}, rc, nil, builder.RunEnvironment{})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, progress.String())
 	}

@@ -191,7 +191,7 @@ func TestBuildSaysWhichRegistryFailedWhenTheBaseCannotBeRead(t *testing.T) {
 	t.Cleanup(func() { _ = e.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	built, err := e.BuildImage(ctx, buildpod.ArchBuild{Arch: "amd64", Containerfile: reuseContainerfile(base)}, rc, nil)
+	built, err := e.BuildImage(ctx, buildpod.ArchBuild{Arch: "amd64", Containerfile: reuseContainerfile(base)}, rc, nil, builder.RunEnvironment{})
 	if err != nil {
 		t.Fatal(err)
 	}

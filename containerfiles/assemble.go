@@ -25,7 +25,16 @@ const (
 	// ContextMachineConfigLayer is the rendered MachineConfig's Ignition content (a gzip tar, see
 	// package ignitionlayer) in the build context, ADDed to / in the configs stage.
 	ContextMachineConfigLayer = "machineconfig/ignition.tar.gz"
+	// TrustedCAPath is where the cluster's user CA bundle lands in the image, as the Machine Config
+	// Operator puts it (update-ca-trust then adds it to the trust store, where the base has it).
+	TrustedCAPath = "/etc/pki/ca-trust/source/anchors/openshift-config-user-ca-bundle.crt"
+	// ContextTrustedCA is that bundle's path in the build context.
+	ContextTrustedCA = "cluster/openshift-config-user-ca-bundle.crt"
 )
+
+// updateCATrustScript refreshes the trust store of a base that has update-ca-trust (RHEL, RHCOS,
+// Fedora) and does nothing on others.
+const updateCATrustScript = "if command -v update-ca-trust >/dev/null 2>&1; then update-ca-trust; fi"
 
 // Labels of every image mosb builds. They are set by the last instruction of the final stage, so
 // user content cannot override them.
@@ -142,6 +151,9 @@ func assembleSelection(in Input, selection Selection) (*Containerfile, error) {
 	if len(in.MachineConfigLayer) > 0 {
 		result.Context[ContextMachineConfigLayer] = slices.Clone(in.MachineConfigLayer)
 	}
+	if len(in.TrustedCABundle) > 0 {
+		result.Context[ContextTrustedCA] = slices.Clone(in.TrustedCABundle)
+	}
 	return result, nil
 }
 
@@ -185,6 +197,11 @@ func render(in Input, selection Selection, content *userContent) *document {
 	if len(in.MachineConfigLayer) > 0 {
 		doc.comment("# The rendered MachineConfig's files, directories, links and systemd units, as ignition-apply would write them.")
 		doc.instruction("ADD " + ContextMachineConfigLayer + " /")
+	}
+	if len(in.TrustedCABundle) > 0 {
+		doc.comment("# The cluster's user CA bundle (Proxy spec.trustedCA), trusted by the image and by the RUN steps after it.")
+		doc.instruction("COPY --chmod=0644 " + ContextTrustedCA + " " + TrustedCAPath)
+		doc.instruction(`RUN ["/bin/sh", "-c", "` + updateCATrustScript + `"]`)
 	}
 
 	if content != nil {

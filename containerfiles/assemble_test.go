@@ -75,6 +75,7 @@ func goldenCases() []goldenCase {
 
 	withMachineConfigLayer := baseInput(entries("noarch", "RUN echo hello > /etc/hello\n"))
 	withMachineConfigLayer.MachineConfigLayer = []byte("a gzip tar")
+	withMachineConfigLayer.TrustedCABundle = []byte("-----BEGIN CERTIFICATE-----\n")
 
 	return []goldenCase{
 		{name: "noarch-only", arch: AMD64, in: baseInput(entries("noarch", "RUN echo hello > /etc/hello\n")), wantSource: SourceNoArch},
@@ -85,7 +86,7 @@ func goldenCases() []goldenCase {
 		{name: "without-rendered-machineconfig", arch: AMD64, in: withoutMachineConfig, wantSource: SourceNoArch},
 		{name: "with-release-version", arch: AMD64, in: withRelease, wantSource: SourceNoArch},
 		{name: "multi-stage", arch: AMD64, in: multiStage, wantSource: SourceNoArch},
-		{name: "with-machineconfig-layer", arch: AMD64, in: withMachineConfigLayer, wantSource: SourceNoArch},
+		{name: "with-machineconfig-layer-and-trusted-ca", arch: AMD64, in: withMachineConfigLayer, wantSource: SourceNoArch},
 	}
 }
 
@@ -233,6 +234,9 @@ func TestAssembledFinalStage(t *testing.T) {
 			}
 			if !bytes.Equal(got.Context[ContextMachineConfigLayer], tc.in.MachineConfigLayer) {
 				t.Errorf("build context %q = %q, want the layer", ContextMachineConfigLayer, got.Context[ContextMachineConfigLayer])
+			}
+			if !bytes.Equal(got.Context[ContextTrustedCA], tc.in.TrustedCABundle) {
+				t.Errorf("build context %q = %q, want the bundle", ContextTrustedCA, got.Context[ContextTrustedCA])
 			}
 			if !hasConfig && len(got.Context) != 0 {
 				t.Errorf("build context %v without a rendered MachineConfig", got.ContextPaths())

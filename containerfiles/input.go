@@ -35,6 +35,9 @@ type Input struct {
 	// (ignitionlayer.FromMachineConfig), laid onto / after currentconfig; nil when it lays
 	// nothing. It requires RenderedMachineConfigContent.
 	MachineConfigLayer []byte
+	// TrustedCABundle is the cluster's user CA bundle (PEM; the Proxy's spec.trustedCA), put in the
+	// image's trust anchors before the user content; nil when none.
+	TrustedCABundle []byte
 	// ReleaseVersion is the OpenShift release the base image belongs to; empty when unknown.
 	ReleaseVersion string
 	// Entries are spec.buildInputs.containerFile.

@@ -92,6 +92,9 @@ type BuildReconciler struct {
 	// only for those that change what the image holds (rebuildrules.go); a MachineOSConfig's
 	// AnnotationRebuildOnAnyChange overrides it.
 	RebuildOnAnyMachineConfigChange bool
+	// RunMountNames are the entitlement Secret and repository ConfigMaps of the build namespace
+	// that RUN steps get when they exist.
+	RunMountNames RunMountNames
 
 	logged sync.Map
 	// baseSizes caches base image sizes, which size ephemeral storage (podResources).
@@ -833,6 +836,12 @@ func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan,
 	if err := r.Client.Create(ctx, cm); err != nil && !apierrors.IsAlreadyExists(err) {
 		return false, fmt.Errorf("creating ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err)
 	}
+	if secret := buildpod.ProxySecret(req); secret != nil {
+		// The proxy's URLs may hold a password: the pod reads them from this Secret only.
+		if err := r.Client.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
+			return false, fmt.Errorf("creating the proxy Secret %s/%s: %w", secret.Namespace, secret.Name, err)
+		}
+	}
 	if err := r.Client.Create(ctx, pod); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			return false, nil
@@ -939,6 +948,21 @@ func (r *BuildReconciler) cleanup(ctx context.Context, b *mosbv1.MachineOSBuild)
 	}
 	if err := r.Client.DeleteAllOf(ctx, &corev1.ConfigMap{}, ns, sel); err != nil {
 		return fmt.Errorf("deleting the request ConfigMaps of %s: %w", b.Name, err)
+	}
+	// Proxy Secrets one by one (RBAC: delete, not deletecollection, on secrets): only those the
+	// build's label and name say are ours.
+	secrets := &corev1.SecretList{}
+	if err := r.Client.List(ctx, secrets, ns, sel); err != nil {
+		return fmt.Errorf("listing the proxy Secrets of %s: %w", b.Name, err)
+	}
+	for i := range secrets.Items {
+		s := &secrets.Items[i]
+		if !strings.HasSuffix(s.Name, "-proxy") || !metav1.IsControlledBy(s, b) {
+			continue
+		}
+		if err := r.Client.Delete(ctx, s); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting the proxy Secret %s: %w", s.Name, err)
+		}
 	}
 	return nil
 }

@@ -15,6 +15,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
+	"github.com/mosb-dev/mosb/builder/buildpod"
+	"github.com/mosb-dev/mosb/registry"
 )
 
 // Extra input-failure reasons that only exist in a cluster.
@@ -94,8 +96,28 @@ func (r *BuildReconciler) gatherInputs(ctx context.Context, m *mosbv1.MachineOSC
 		}
 	}
 
+	if in.RunMounts, err = r.runMounts(ctx); err != nil {
+		return in, nil, err
+	}
+
 	f, err := r.gatherClusterConfig(ctx, obj, &in)
 	return in, f, err
+}
+
+// runMounts are the mounts of the run-mount objects the build namespace has.
+func (r *BuildReconciler) runMounts(ctx context.Context) ([]buildpod.RunMount, error) {
+	var failed error
+	exists := func(obj client.Object) func(string) bool {
+		return func(name string) bool {
+			err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.Namespace, Name: name}, obj)
+			if err != nil && !apierrors.IsNotFound(err) && failed == nil {
+				failed = err
+			}
+			return err == nil
+		}
+	}
+	mounts := r.RunMountNames.RunMounts(exists(&corev1.Secret{}), exists(&corev1.ConfigMap{}))
+	return mounts, failed
 }
 
 func renderedConfigName(pool *mcfgv1.MachineConfigPool) string {
@@ -166,6 +188,29 @@ func (r *BuildReconciler) gatherClusterConfig(ctx context.Context, obj string, i
 		}
 	case meta.IsNoMatchError(err):
 		r.logOnce(ctx, "no-image-api", "the Image config API is not installed; no registry policy applies")
+	case !apierrors.IsNotFound(err):
+		return nil, err
+	}
+
+	proxy := &configv1.Proxy{}
+	switch err := r.Client.Get(ctx, types.NamespacedName{Name: registry.ProxyName}, proxy); {
+	case err == nil:
+		in.Cluster.Proxy = proxy
+		if ca := proxy.Spec.TrustedCA.Name; ca != "" {
+			cm := &corev1.ConfigMap{}
+			err := r.Client.Get(ctx, types.NamespacedName{Namespace: TrustedCANamespace, Name: ca}, cm)
+			switch {
+			case err == nil:
+				in.Cluster.ProxyTrustedCA = cm
+			case apierrors.IsNotFound(err):
+				return fail(ReasonInvalidClusterConfig, err, "%s cannot be built: proxy.config.openshift.io/cluster names trustedCA ConfigMap %s, which does not exist in %s; create it or clear spec.trustedCA",
+					obj, ca, TrustedCANamespace), nil
+			default:
+				return nil, err
+			}
+		}
+	case meta.IsNoMatchError(err):
+		r.logOnce(ctx, "no-proxy-api", "the Proxy config API is not installed; builds use no cluster proxy")
 	case !apierrors.IsNotFound(err):
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -61,6 +62,9 @@ type Inputs struct {
 	// BuildResources are the build pods' default requests and limits (the controller's flags),
 	// which the MachineOSConfig's annotations override key by key (ResolveBuildResources).
 	BuildResources BuildResources
+	// RunMounts are the entitlement Secret and repository ConfigMaps of the build namespace that
+	// exist (RunMountsFor): RUN steps see them, no layer holds them, the identity ignores them.
+	RunMounts []buildpod.RunMount
 }
 
 // ArchPlan is one architecture's build.
@@ -96,6 +100,11 @@ type Plan struct {
 	PullAuths, PushAuths registry.Auths
 	// PullSecretName and PushSecretName are the secrets' names in the build namespace.
 	PullSecretName, PushSecretName string
+	// RunMounts are what RUN steps see and no layer holds; Proxy is the cluster's proxy, for the
+	// build's pulls, push and RUN steps. Neither is part of the identity: they change how the
+	// build reaches its inputs, not the image.
+	RunMounts []buildpod.RunMount
+	Proxy     registry.Proxy
 	// Resources are the build pods' requests and limits (not part of the identity: they do not
 	// change the image). Where StorageFromBase, the controller sizes ephemeral storage from the
 	// base image when it makes a pod.
@@ -114,7 +123,8 @@ func (p *Plan) MachineOSBuildName(mosc string) string { return mosc + "-" + p.Sh
 func (p *Plan) BuildRequest(a ArchPlan) buildpod.Request {
 	rc := p.Registry
 	rc.PullAuth = nil
-	return buildpod.Request{Build: a.Build, Target: p.Target, Untagged: len(p.Arches) > 1, Registry: rc, Prefetch: p.prefetch()}
+	return buildpod.Request{Build: a.Build, Target: p.Target, Untagged: len(p.Arches) > 1, Registry: rc, Prefetch: p.prefetch(),
+		RunMounts: slices.Clone(p.RunMounts), Proxy: p.Proxy}
 }
 
 // prefetch are the images a build's node image store is to hold first: the base and extensions
@@ -208,6 +218,7 @@ func Prepare(in Inputs) (*Plan, error) {
 		renderedName, machineConfigLayer = mc.Name, layer
 		cfInput.RenderedMachineConfig, cfInput.RenderedMachineConfigContent, cfInput.MachineConfigLayer = mc.Name, content, layer.Archive
 	}
+	cfInput.TrustedCABundle = cfg.TrustedCA()
 	if err := containerfiles.Validate(cfInput); err != nil {
 		return nil, containerfileFailure(obj, err)
 	}
@@ -224,7 +235,7 @@ func Prepare(in Inputs) (*Plan, error) {
 		Target: target, BaseImage: base, ExtensionsImage: ext, ReleaseVersion: release,
 		RenderedMachineConfig: renderedName, MachineConfigLayer: machineConfigLayer, Config: cfg, PullAuths: pullAuths, PushAuths: pushAuths,
 		PullSecretName: bi.BaseImagePullSecret.Name, PushSecretName: bi.RenderedImagePushSecret.Name,
-		Resources: resources,
+		Resources: resources, RunMounts: slices.Clone(in.RunMounts), Proxy: cfg.Proxy(),
 	}
 	for _, arch := range arches {
 		cf, err := containerfiles.Assemble(cfInput, arch)

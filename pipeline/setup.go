@@ -81,6 +81,7 @@ func (r *BuildReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 		}},
 		{mcfgv1.GroupVersion.WithKind("MachineConfig"), &mcfgv1.MachineConfig{}, r.byMachineConfig, nil},
 		{configv1.GroupVersion.WithKind("Image"), &configv1.Image{}, r.all, nil},
+		{configv1.GroupVersion.WithKind("Proxy"), &configv1.Proxy{}, r.all, nil},
 		{configv1.GroupVersion.WithKind("ImageDigestMirrorSet"), &configv1.ImageDigestMirrorSet{}, r.all, nil},
 		{configv1.GroupVersion.WithKind("ImageTagMirrorSet"), &configv1.ImageTagMirrorSet{}, r.all, nil},
 		{configv1.GroupVersion.WithKind("ImageContentPolicy"), &configv1.ImageContentPolicy{}, r.all, nil},

@@ -19,6 +19,11 @@ type ConfigSources struct {
 	ImageDigestMirrorSets []configv1.ImageDigestMirrorSet
 	ImageTagMirrorSets    []configv1.ImageTagMirrorSet
 	ImageContentPolicies  []configv1.ImageContentPolicy
+	// Proxy is the cluster-wide proxy (config.openshift.io/v1 Proxy cluster); nil: none.
+	Proxy *configv1.Proxy
+	// ProxyTrustedCA is the ConfigMap (in openshift-config) that Proxy names in spec.trustedCA:
+	// the cluster's user CA bundle, under the key ca-bundle.crt.
+	ProxyTrustedCA *corev1.ConfigMap
 }
 
 // Config is the cluster's registry configuration as one value: mirrors and image policy
@@ -27,6 +32,9 @@ type ConfigSources struct {
 type Config struct {
 	mirrors *MirrorSet
 	policy  *ImagePolicy
+	proxy   Proxy
+	// trustedCA is the cluster's user CA bundle (Proxy spec.trustedCA), trusted for every host.
+	trustedCA []byte
 }
 
 // NewConfig validates and combines the cluster objects.
@@ -39,7 +47,56 @@ func NewConfig(src ConfigSources) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Config{mirrors: mirrors, policy: policy}, nil
+	proxy, err := ProxyFromCluster(src.Proxy)
+	if err != nil {
+		return nil, err
+	}
+	trustedCA, err := proxyTrustedCA(src.Proxy, src.ProxyTrustedCA)
+	if err != nil {
+		return nil, err
+	}
+	return &Config{mirrors: mirrors, policy: policy, proxy: proxy, trustedCA: trustedCA}, nil
+}
+
+// ProxyTrustedCAKey is the key of the trusted CA ConfigMap that holds the bundle.
+const ProxyTrustedCAKey = "ca-bundle.crt"
+
+func proxyTrustedCA(proxy *configv1.Proxy, cm *corev1.ConfigMap) ([]byte, error) {
+	if proxy == nil || proxy.Spec.TrustedCA.Name == "" {
+		return nil, nil
+	}
+	name := proxy.Spec.TrustedCA.Name
+	if cm == nil || cm.Name != name {
+		return nil, fmt.Errorf("the cluster Proxy names trustedCA ConfigMap %s, which is not there: create it in openshift-config or clear spec.trustedCA", name)
+	}
+	bundle := []byte(cm.Data[ProxyTrustedCAKey])
+	if len(bundle) == 0 {
+		// The network operator creates the ConfigMap before anyone fills it: an empty bundle
+		// trusts nothing more.
+		return nil, nil
+	}
+	if err := checkPEMCertificates(bundle); err != nil {
+		return nil, fmt.Errorf("the cluster Proxy's trustedCA ConfigMap %s key %s %w", name, ProxyTrustedCAKey, err)
+	}
+	return bundle, nil
+}
+
+// TrustedCA is the cluster's user CA bundle (Proxy spec.trustedCA; nil: none). mosb's own calls
+// trust it for every host, and the image gets it in its trust anchors.
+func (c *Config) TrustedCA() []byte {
+	if c == nil {
+		return nil
+	}
+	return c.trustedCA
+}
+
+// Proxy is the cluster's proxy (nil-safe; zero: none). mosb's own registry calls go through it,
+// and so do the build's pulls, pushes and RUN steps.
+func (c *Config) Proxy() Proxy {
+	if c == nil {
+		return Proxy{}
+	}
+	return c.proxy
 }
 
 // Mirrors is the merged mirror configuration (nil-safe).

@@ -51,16 +51,22 @@ func (t *hostTransport) forHost(host string) *http.Transport {
 	} else {
 		tr = http.DefaultTransport.(*http.Transport).Clone()
 	}
+	if proxy := t.config.Proxy(); !proxy.IsZero() {
+		// The cluster's proxy, not the process environment's: the same for every call mosb makes.
+		tr.Proxy = proxy.RequestFunc()
+	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if tr.TLSClientConfig != nil {
 		cfg = tr.TLSClientConfig.Clone()
 	}
 	if t.config.InsecureHost(host) {
 		cfg.InsecureSkipVerify = true
-	} else if ca := caForHost(t.config.RegistryCAs(), host); ca != nil || t.useSystemPEM {
+	} else if ca, trusted := caForHost(t.config.RegistryCAs(), host), t.config.TrustedCA(); ca != nil || trusted != nil || t.useSystemPEM {
 		pool := t.roots()
-		if ca != nil {
-			pool.AppendCertsFromPEM(ca)
+		for _, bundle := range [][]byte{ca, trusted} {
+			if bundle != nil {
+				pool.AppendCertsFromPEM(bundle)
+			}
 		}
 		cfg.RootCAs = pool
 	}

@@ -71,7 +71,7 @@ const (
 	caFile            = "ca.crt"
 	// requestVersion changes when the layout does, so a worker image of another mosb version
 	// refuses a request it would misread instead of building something else.
-	requestVersion = 1
+	requestVersion = 2
 	// maxConfigMapSize is the API server's limit on a ConfigMap's data plus binaryData.
 	maxConfigMapSize = 1 << 20
 	// maxResultSize is what kubelet keeps of a termination message.
@@ -127,6 +127,11 @@ type Request struct {
 	Prefetch  []string
 	// RegistryBounds hold the build's registry traffic (zero fields: the defaults).
 	RegistryBounds bounds.Bounds
+	// RunMounts are Secrets and ConfigMaps of Namespace every RUN step sees, never a layer.
+	RunMounts []RunMount
+	// Proxy is the proxy the build's pulls, push and RUN steps go through; it reaches the pod
+	// through ProxySecret (which the caller creates), never through the request ConfigMap.
+	Proxy registry.Proxy
 }
 
 // NodeStore is the node image store as a build pod uses it.
@@ -152,6 +157,8 @@ type requestDoc struct {
 	Prefetch []string `json:"prefetch,omitempty"`
 	// RegistryBounds are Go durations ("30s"); absent: the defaults.
 	RegistryBounds *boundsDoc `json:"registryBounds,omitempty"`
+	// RunMounts are the targets of the run mounts; the i-th is mounted at RunMountsDir/<i>.
+	RunMounts []string `json:"runMounts,omitempty"`
 }
 
 type boundsDoc struct {
@@ -272,6 +279,8 @@ func Objects(r Request) (*corev1.ConfigMap, *corev1.Pod, error) {
 	volumes = append(volumes,
 		secretVolume("push-secret", r.PushSecret),
 		corev1.Volume{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: workVolume(r.Resources)}})
+	runVolumes, runMounts := runMountVolumes(r.RunMounts)
+	volumes, mounts = append(volumes, runVolumes...), append(mounts, runMounts...)
 	args := []string{
 		"mosb", "worker",
 		"--request=" + RequestDir,
@@ -309,12 +318,12 @@ func Objects(r Request) (*corev1.ConfigMap, *corev1.Pod, error) {
 				Name:    ContainerName,
 				Image:   r.BuilderImage,
 				Command: args,
-				Env: []corev1.EnvVar{
+				Env: append([]corev1.EnvVar{
 					// Whatever the libraries write outside the engine's root lands in the emptyDir,
 					// never in the container's (read-only) root filesystem.
 					{Name: "HOME", Value: WorkDir + "/home"},
 					{Name: "TMPDIR", Value: WorkDir + "/tmp"},
-				},
+				}, proxyEnv(r)...),
 				VolumeMounts:             mounts,
 				TerminationMessagePath:   TerminationLog,
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
@@ -341,7 +350,7 @@ func (r Request) requestVolume() ([]requestEntry, int, error) {
 	doc := requestDoc{
 		Version: requestVersion, Arch: r.Build.Arch, Target: r.Target, Untagged: r.Untagged, CacheRepo: r.CacheRepo,
 		ContextFiles: slices.Sorted(maps.Keys(r.Build.ContextFiles)), CAHosts: slices.Sorted(maps.Keys(r.Registry.CAs)),
-		Prefetch: r.Prefetch, RegistryBounds: newBoundsDoc(r.RegistryBounds),
+		Prefetch: r.Prefetch, RegistryBounds: newBoundsDoc(r.RegistryBounds), RunMounts: runMountTargets(r.RunMounts),
 	}
 	rawDoc, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
@@ -417,10 +426,10 @@ func storeContainer(r Request, pullDir string) corev1.Container {
 			"--store=" + StoreDir,
 			"--store-budget=" + strconv.FormatInt(r.NodeStore.Budget, 10),
 		},
-		Env: []corev1.EnvVar{
+		Env: append([]corev1.EnvVar{
 			{Name: "HOME", Value: WorkDir + "/home"},
 			{Name: "TMPDIR", Value: WorkDir + "/tmp"},
-		},
+		}, proxyEnv(r)...),
 		VolumeMounts:             mounts,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		// The same as the build's: containers/storage mounts overlay to check it works and
@@ -599,6 +608,12 @@ func (r Request) validateBuild() error {
 	if err := checkContextPaths(r.Build.ContextFiles); err != nil {
 		return err
 	}
+	if err := validateRunMounts(r.RunMounts); err != nil {
+		return err
+	}
+	if err := r.Proxy.Validate(); err != nil {
+		return err
+	}
 	for _, img := range r.Prefetch {
 		if err := registry.ValidateDigestPullspec(img); err != nil {
 			return fmt.Errorf("image to prefetch %q: %w", img, err)
@@ -666,6 +681,13 @@ func ReadRequest(dir string) (Request, error) {
 	}
 	if r.RegistryBounds, err = doc.RegistryBounds.bounds(); err != nil {
 		return Request{}, err
+	}
+	for _, target := range doc.RunMounts {
+		if err := checkRunMountTarget(target); err != nil {
+			return Request{}, fmt.Errorf("the build request's run mount: %w", err)
+		}
+		// The objects' names are the pod's business: the worker reads RunMountsDir/<i>.
+		r.RunMounts = append(r.RunMounts, RunMount{Target: target})
 	}
 	if r.Build.Containerfile, err = read(containerfileFile); err != nil {
 		return Request{}, err

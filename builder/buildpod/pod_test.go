@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"os"
 	"path"
@@ -30,8 +31,9 @@ import (
 )
 
 const (
-	pullPassword = "pull-pa55word-never-in-a-configmap"
-	binaryByte   = "\xff\xfe not UTF-8 \x80"
+	pullPassword  = "pull-pa55word-never-in-a-configmap"
+	proxyPassword = "pr0xy-pa55word-only-in-its-secret"
+	binaryByte    = "\xff\xfe not UTF-8 \x80"
 )
 
 func testCA(t *testing.T) []byte {
@@ -91,6 +93,11 @@ func podRequest(t *testing.T) buildpod.Request {
 		CacheRepo:             "registry.example.com:5000/os/cache",
 		BuilderImage:          "quay.example.com/mosb/mosb@sha256:" + strings.Repeat("b", 64),
 		ActiveDeadlineSeconds: &deadline,
+		RunMounts: []buildpod.RunMount{
+			{Secret: "etc-pki-entitlement", Target: "/etc/pki/entitlement"},
+			{ConfigMap: "etc-yum-repos-d", Target: "/etc/yum.repos.d"},
+		},
+		Proxy: registry.Proxy{HTTPProxy: "http://mosb:" + proxyPassword + "@proxy.example:3128", NoProxy: ".cluster.local"},
 	}
 }
 
@@ -214,8 +221,9 @@ func TestPodObjectsPodSpec(t *testing.T) {
 			t.Errorf("%s is not a writable subPath of the emptyDir: %+v", p, m)
 		}
 	}
-	if len(mounts) != 7 || len(vols) != 4 {
-		t.Errorf("%d mounts and %d volumes, want 7 and 4", len(mounts), len(vols))
+	// request, pull, push, work (+3 subPaths), two run mounts.
+	if len(mounts) != 9 || len(vols) != 6 {
+		t.Errorf("%d mounts and %d volumes, want 9 and 6", len(mounts), len(vols))
 	}
 }
 
@@ -307,7 +315,7 @@ func TestPodObjectsHostNetworkOnlyWhenAsked(t *testing.T) {
 
 func TestPodObjectsWithoutPullSecretMountsNone(t *testing.T) {
 	r := podRequest(t)
-	r.PullSecret = ""
+	r.PullSecret, r.RunMounts = "", nil
 	_, pod := podObjects(t, r)
 	c := pod.Spec.Containers[0]
 	for _, m := range c.VolumeMounts {
@@ -336,9 +344,9 @@ func TestPodObjectsConfigMapHoldsNoSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{pullPassword, base64.StdEncoding.EncodeToString([]byte("puller:" + pullPassword)), string(r.Registry.PullAuth)} {
+	for _, secret := range []string{pullPassword, base64.StdEncoding.EncodeToString([]byte("puller:" + pullPassword)), string(r.Registry.PullAuth), proxyPassword} {
 		if bytes.Contains(raw, []byte(secret)) || bytes.Contains(podRaw, []byte(secret)) {
-			t.Errorf("the objects hold pull credentials (%.12s…)", secret)
+			t.Errorf("the objects hold credentials (%.12s…)", secret)
 		}
 		for k, v := range cm.BinaryData {
 			if bytes.Contains(v, []byte(secret)) {
@@ -353,12 +361,65 @@ func TestPodObjectsConfigMapHoldsNoSecret(t *testing.T) {
 	}
 }
 
+// TestPodObjectsRunMountsAndProxy: the run mounts are optional volumes the build container sees
+// read-only where the worker looks for them; the proxy reaches both containers through the proxy
+// Secret only, which holds it upper and lower case.
+func TestPodObjectsRunMountsAndProxy(t *testing.T) {
+	r := podRequest(t)
+	r.NodeStore = &buildpod.NodeStore{HostPath: "/var/lib/mosb/store"}
+	_, pod := podObjects(t, r)
+	mounts := map[string]corev1.VolumeMount{}
+	for _, m := range pod.Spec.Containers[0].VolumeMounts {
+		mounts[m.Name] = m
+	}
+	for i, want := range []struct{ secret, configMap string }{{"etc-pki-entitlement", ""}, {"", "etc-yum-repos-d"}} {
+		name := fmt.Sprintf("run-mount-%d", i)
+		var vol *corev1.Volume
+		for j := range pod.Spec.Volumes {
+			if pod.Spec.Volumes[j].Name == name {
+				vol = &pod.Spec.Volumes[j]
+			}
+		}
+		switch {
+		case vol == nil:
+			t.Errorf("no volume %s", name)
+		case want.secret != "" && (vol.Secret == nil || vol.Secret.SecretName != want.secret || !*vol.Secret.Optional):
+			t.Errorf("volume %s: %+v, want optional Secret %s", name, vol.VolumeSource, want.secret)
+		case want.configMap != "" && (vol.ConfigMap == nil || vol.ConfigMap.Name != want.configMap || !*vol.ConfigMap.Optional):
+			t.Errorf("volume %s: %+v, want optional ConfigMap %s", name, vol.VolumeSource, want.configMap)
+		}
+		if m := mounts[name]; m.MountPath != fmt.Sprintf("%s/%d", buildpod.RunMountsDir, i) || !m.ReadOnly {
+			t.Errorf("mount %s: %+v", name, m)
+		}
+	}
+	secret := buildpod.ProxySecret(r)
+	if secret == nil || string(secret.Data["http_proxy"]) != r.Proxy.HTTPProxy || string(secret.Data["HTTP_PROXY"]) != r.Proxy.HTTPProxy ||
+		string(secret.Data["NO_PROXY"]) != r.Proxy.NoProxy || secret.Name != buildpod.ProxySecretName(r) || len(secret.OwnerReferences) != 1 {
+		t.Fatalf("proxy Secret %+v", secret)
+	}
+	for _, c := range append(pod.Spec.InitContainers, pod.Spec.Containers...) {
+		refs := map[string]bool{}
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == secret.Name {
+				refs[e.Name] = true
+			}
+		}
+		if len(refs) != len(secret.Data) {
+			t.Errorf("container %s takes %v from the proxy Secret, want all of %d keys", c.Name, refs, len(secret.Data))
+		}
+	}
+	r.Proxy = registry.Proxy{}
+	if buildpod.ProxySecret(r) != nil {
+		t.Error("a proxy Secret without a proxy")
+	}
+}
+
 func TestPodObjectsItemsMapNestedPaths(t *testing.T) {
 	r := podRequest(t)
 	cm, pod := podObjects(t, r)
 	var vol *corev1.ConfigMapVolumeSource
 	for _, v := range pod.Spec.Volumes {
-		if v.ConfigMap != nil {
+		if v.ConfigMap != nil && v.ConfigMap.Name == cm.Name {
 			vol = v.ConfigMap
 		}
 	}
@@ -599,7 +660,8 @@ func TestPodRequestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := buildpod.Request{Build: r.Build, Target: r.Target, Untagged: r.Untagged, Registry: r.Registry, CacheRepo: r.CacheRepo}
+	want := buildpod.Request{Build: r.Build, Target: r.Target, Untagged: r.Untagged, Registry: r.Registry, CacheRepo: r.CacheRepo,
+		RunMounts: []buildpod.RunMount{{Target: "/etc/pki/entitlement"}, {Target: "/etc/yum.repos.d"}}}
 	want.Registry.PullAuth = nil
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("read back\n%+v\nwant\n%+v", got, want)
@@ -623,7 +685,7 @@ func TestPodRequestRoundTrip(t *testing.T) {
 	}
 
 	// Untagged and no cache survive too.
-	r.Untagged, r.CacheRepo, r.Build.ContextFiles, r.Registry = true, "", nil, buildpod.RegistryConfig{}
+	r.Untagged, r.CacheRepo, r.Build.ContextFiles, r.Registry, r.RunMounts = true, "", nil, buildpod.RegistryConfig{}, nil
 	cm, pod = podObjects(t, r)
 	dir2 := filepath.Join(t.TempDir(), "request")
 	materializeConfigMap(t, dir2, cm, pod)
@@ -685,7 +747,10 @@ func TestReadPodRequestRefusesMalformed(t *testing.T) {
 	for name, mutate := range map[string]func(t *testing.T, dir string){
 		"no request.json": func(t *testing.T, dir string) { rm(t, dir, "request.json") },
 		"not JSON":        func(t *testing.T, dir string) { overwrite(t, dir, "request.json", "STEP 1/2: FROM") },
-		"other version":   func(t *testing.T, dir string) { editDoc(t, dir, func(d map[string]any) { d["version"] = 2 }) },
+		"other version":   func(t *testing.T, dir string) { editDoc(t, dir, func(d map[string]any) { d["version"] = 1 }) },
+		"run mount not absolute": func(t *testing.T, dir string) {
+			editDoc(t, dir, func(d map[string]any) { d["runMounts"] = []string{"etc/x"} })
+		},
 		"bound not a duration": func(t *testing.T, dir string) {
 			editDoc(t, dir, func(d map[string]any) { d["registryBounds"] = map[string]any{"stall": "soon"} })
 		},
@@ -774,6 +839,9 @@ func TestPodObjectsAreAcceptedByTheAPIServer(t *testing.T) {
 	cm, pod := podObjects(t, r)
 	if err := cp.Client.Create(ctx, cm); err != nil {
 		t.Fatalf("the API server refused the ConfigMap: %v", err)
+	}
+	if err := cp.Client.Create(ctx, buildpod.ProxySecret(r)); err != nil {
+		t.Fatalf("the API server refused the proxy Secret: %v", err)
 	}
 	if err := cp.Client.Create(ctx, pod); err != nil {
 		t.Fatalf("the API server refused the Pod: %v", err)

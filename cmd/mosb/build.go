@@ -31,6 +31,7 @@ func newBuildCommand() *cobra.Command {
 		root      string
 		driver    string
 		limits    bounds.Bounds
+		runMounts []string
 	)
 	cmd := &cobra.Command{
 		Use:   "build -f machineosconfig.yaml",
@@ -57,7 +58,11 @@ or the push failed.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			progress := cmd.ErrOrStderr()
-			res, err := runBuild(ctx, plan, buildSettings{root: root, driver: driver, cacheRepo: cacheRepo, progress: progress, bounds: limits})
+			mounts, err := parseRunMounts(runMounts)
+			if err != nil {
+				return err
+			}
+			res, err := runBuild(ctx, plan, buildSettings{root: root, driver: driver, cacheRepo: cacheRepo, progress: progress, bounds: limits, runMounts: mounts})
 			if err != nil {
 				return err
 			}
@@ -75,6 +80,7 @@ or the push failed.`,
 	fl.StringVarP(&output, "output", "o", "", "yaml: print the MachineOSConfig with status.currentImagePullspec instead of the pullspec")
 	fl.StringVar(&root, "root", defaultBuildRoot(), "where image storage and the layer cache live")
 	addRegistryBoundFlags(fl, &limits, "for every pull and push of the build")
+	fl.StringArrayVar(&runMounts, "run-mount", nil, "DIR:TARGET: every RUN step sees the directory read-only at TARGET, no layer holds it (entitlements: DIR:"+pipeline.EntitlementTarget+", repositories: DIR:"+pipeline.YumReposTarget+"); repeatable")
 	fl.StringVar(&driver, "storage-driver", builder.DriverAuto, "containers/storage driver: overlay or vfs (default: overlay, vfs where an overlay mount is impossible, said in the output)")
 	return cmd
 }
@@ -90,6 +96,26 @@ type buildSettings struct {
 	root, driver, cacheRepo string
 	progress                io.Writer
 	bounds                  bounds.Bounds
+	runMounts               []builder.Mount
+}
+
+// parseRunMounts reads --run-mount DIR:TARGET values.
+func parseRunMounts(values []string) ([]builder.Mount, error) {
+	var out []builder.Mount
+	for _, v := range values {
+		source, target, ok := strings.Cut(v, ":")
+		if !ok || source == "" || target == "" || strings.Contains(target, ":") {
+			return nil, invalid(pipeline.ReasonInvalidFlag, "--run-mount %q: want DIR:TARGET, e.g. ./entitlement:%s", v, pipeline.EntitlementTarget)
+		}
+		if info, err := os.Stat(source); err != nil || !info.IsDir() {
+			return nil, invalid(pipeline.ReasonInvalidFlag, "--run-mount %q: %s is not a directory", v, source)
+		}
+		if !filepath.IsAbs(target) || filepath.Clean(target) != target || target == "/" {
+			return nil, invalid(pipeline.ReasonInvalidFlag, "--run-mount %q: the target must be a clean absolute path other than /", v)
+		}
+		out = append(out, builder.Mount{Source: source, Target: target})
+	}
+	return out, nil
 }
 
 // runBuild builds a plan in-process and pushes it with the push credentials only.
@@ -104,7 +130,15 @@ func runBuild(ctx context.Context, plan *pipeline.Plan, s buildSettings) (*build
 	if l := plan.MachineConfigLayer; l != nil {
 		fmt.Fprintf(s.progress, "mosb: rendered MachineConfig %s in the image: %s\n", plan.RenderedMachineConfig, l.Summary())
 	}
-	req := builder.Request{Target: plan.Target, Registry: plan.Registry}
+	// The cluster's proxy (--cluster-config) when it has one, else this machine's environment's.
+	proxy := plan.Proxy
+	if proxy.IsZero() {
+		proxy = registry.ProxyFromEnvironment()
+	}
+	if !proxy.IsZero() {
+		fmt.Fprintf(s.progress, "mosb: pulls and RUN steps go through the proxy: %s\n", proxy.Redacted())
+	}
+	req := builder.Request{Target: plan.Target, Registry: plan.Registry, Run: builder.RunEnvironment{Mounts: s.runMounts, Proxy: proxy}}
 	for _, a := range plan.Arches {
 		req.Builds = append(req.Builds, a.Build)
 		if a.Selection.Source == "none" {

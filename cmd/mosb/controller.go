@@ -48,6 +48,7 @@ type controllerOptions struct {
 	pinImages          bool
 	pruneImages        bool
 	rebuildOnAnyChange bool
+	runMounts          pipeline.RunMountNames
 	allowEmulation     bool
 	buildRequests      string
 	buildLimits        string
@@ -83,6 +84,10 @@ func newControllerCommand() *cobra.Command {
 	fl.Float32Var(&o.qps, "kube-api-qps", 50, "requests per second to the API server (client-go's default of 5 makes every status write wait)")
 	fl.IntVar(&o.burst, "kube-api-burst", 100, "burst of requests to the API server")
 	fl.IntVar(&o.workers, "workers", 4, "MachineOSConfigs reconciled at once")
+	defaults := pipeline.DefaultRunMountNames()
+	fl.StringVar(&o.runMounts.EntitlementSecret, "entitlement-secret", defaults.EntitlementSecret, "a Secret of the build namespace whose files every RUN step sees at "+pipeline.EntitlementTarget+" (RHEL entitlements), never in a layer; empty: none")
+	fl.StringVar(&o.runMounts.YumReposConfigMap, "yum-repos-configmap", defaults.YumReposConfigMap, "a ConfigMap of the build namespace whose files every RUN step sees at "+pipeline.YumReposTarget+", never in a layer; empty: none")
+	fl.StringVar(&o.runMounts.RPMGPGConfigMap, "rpm-gpg-configmap", defaults.RPMGPGConfigMap, "a ConfigMap of the build namespace whose files every RUN step sees at "+pipeline.RPMGPGTarget+", never in a layer; empty: none")
 	fl.BoolVar(&o.rebuildOnAnyChange, "rebuild-on-any-machineconfig-change", false, "build a new image for every new rendered MachineConfig of a pool (image-mode clusters, where nothing writes files on the node); by default only a change of osImageURL, kernelType, extensions or kernelArguments builds one, as the Machine Config Operator does (annotation mosb.dev/rebuild-on-any-machineconfig-change overrides it per MachineOSConfig)")
 	fl.BoolVar(&o.pruneImages, "prune-images", true, "delete from the registry the images of MachineOSBuilds that go (history limits, MachineOSConfig deleted) with the push credentials, unless a MachineOSConfig, another MachineOSBuild, a PinnedImageSet or a node (machineconfiguration.openshift.io/currentImage, desiredImage) still refers to them")
 	fl.BoolVar(&o.pinImages, "pin-images", false, "after each successful build, pin the new image and its base in the PinnedImageSet mosb-<pool>, referenced from the pool (the annotation mosb.dev/pin-images: \"true\"/\"false\" on a MachineOSConfig opts in or out)")
@@ -184,6 +189,7 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 		SucceededHistory:                o.succeededHistory,
 		PruneImages:                     o.pruneImages,
 		RebuildOnAnyMachineConfigChange: o.rebuildOnAnyChange,
+		RunMountNames:                   o.runMounts,
 		FailedHistory:                   o.failedHistory,
 		ImagePullGrace:                  o.imagePullGrace,
 		Workers:                         o.workers,

@@ -124,7 +124,7 @@ func (d *decoder) decodeFile(path, reason string) ([]runtime.Object, error) {
 		}
 		obj, _, err := d.codecs.UniversalDeserializer().Decode(doc.Raw, nil, nil)
 		if err != nil {
-			return nil, invalid(reason, "%s: document %d: %s (mosb reads MachineOSConfig, MachineConfig, Image, ImageDigestMirrorSet, ImageTagMirrorSet, ImageContentPolicy, ConfigMap and Secret objects)", path, i, decodeProblem(err))
+			return nil, invalid(reason, "%s: document %d: %s (mosb reads MachineOSConfig, MachineConfig, Image, Proxy, ImageDigestMirrorSet, ImageTagMirrorSet, ImageContentPolicy, ConfigMap and Secret objects)", path, i, decodeProblem(err))
 		}
 		objs = append(objs, obj)
 	}
@@ -254,6 +254,14 @@ func (d *decoder) loadClusterConfig(dir string, in *pipeline.Inputs) error {
 					return invalid(pipeline.ReasonInvalidClusterConfig, "%s: a second Image cluster object", path)
 				}
 				in.Cluster.Image = o
+			case *configv1.Proxy:
+				if o.Name != registry.ProxyName {
+					return invalid(pipeline.ReasonInvalidClusterConfig, "%s: Proxy %q: the cluster proxy must be named %s", path, o.Name, registry.ProxyName)
+				}
+				if in.Cluster.Proxy != nil {
+					return invalid(pipeline.ReasonInvalidClusterConfig, "%s: a second Proxy cluster object", path)
+				}
+				in.Cluster.Proxy = o
 			case *configv1.ImageDigestMirrorSet:
 				in.Cluster.ImageDigestMirrorSets = append(in.Cluster.ImageDigestMirrorSets, *o)
 			case *configv1.ImageTagMirrorSet:
@@ -263,7 +271,7 @@ func (d *decoder) loadClusterConfig(dir string, in *pipeline.Inputs) error {
 			case *corev1.ConfigMap:
 				configMaps = append(configMaps, o)
 			default:
-				return invalid(pipeline.ReasonInvalidClusterConfig, "%s: %T is not cluster registry configuration (Image, ImageDigestMirrorSet, ImageTagMirrorSet, ImageContentPolicy, ConfigMap)", path, obj)
+				return invalid(pipeline.ReasonInvalidClusterConfig, "%s: %T is not cluster registry configuration (Image, Proxy, ImageDigestMirrorSet, ImageTagMirrorSet, ImageContentPolicy, ConfigMap)", path, obj)
 			}
 		}
 	}
@@ -272,18 +280,32 @@ func (d *decoder) loadClusterConfig(dir string, in *pipeline.Inputs) error {
 	if in.Cluster.Image != nil {
 		caName = in.Cluster.Image.Spec.AdditionalTrustedCA.Name
 	}
+	var proxyCAName string
+	if in.Cluster.Proxy != nil {
+		proxyCAName = in.Cluster.Proxy.Spec.TrustedCA.Name
+	}
 	for _, cm := range configMaps {
-		switch cm.Name {
-		case pipeline.OSImageURLConfigMap:
-			in.OSImageURL = cm.Data
-		case caName:
-			in.Cluster.AdditionalTrustedCA = cm
-		default:
-			return invalid(pipeline.ReasonInvalidClusterConfig, "ConfigMap %q in --cluster-config is neither %s nor the additionalTrustedCA the Image cluster names (%q)", cm.Name, pipeline.OSImageURLConfigMap, caName)
+		known := false
+		if cm.Name == pipeline.OSImageURLConfigMap {
+			in.OSImageURL, known = cm.Data, true
+		}
+		// One ConfigMap may be both (user-ca-bundle often is).
+		if caName != "" && cm.Name == caName {
+			in.Cluster.AdditionalTrustedCA, known = cm, true
+		}
+		if proxyCAName != "" && cm.Name == proxyCAName {
+			in.Cluster.ProxyTrustedCA, known = cm, true
+		}
+		if !known {
+			return invalid(pipeline.ReasonInvalidClusterConfig, "ConfigMap %q in --cluster-config is neither %s nor the additionalTrustedCA the Image cluster names (%q) nor the trustedCA the Proxy cluster names (%q)",
+				cm.Name, pipeline.OSImageURLConfigMap, caName, proxyCAName)
 		}
 	}
 	if caName != "" && in.Cluster.AdditionalTrustedCA == nil {
 		return invalid(pipeline.ReasonInvalidClusterConfig, "Image cluster names additionalTrustedCA ConfigMap %q but --cluster-config has no ConfigMap of that name", caName)
+	}
+	if proxyCAName != "" && in.Cluster.ProxyTrustedCA == nil {
+		return invalid(pipeline.ReasonInvalidClusterConfig, "Proxy cluster names trustedCA ConfigMap %q but --cluster-config has no ConfigMap of that name", proxyCAName)
 	}
 	return nil
 }

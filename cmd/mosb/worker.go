@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -59,6 +60,7 @@ error is the last line of stderr, which kubelet keeps as the termination message
 	fl.StringVar(&s.store, "store", "", "the node image store: base images are read from it (read-only), or put there with --prepare-store")
 	fl.BoolVar(&s.prepareStore, "prepare-store", false, "only put the request's base images into the --store (a build pod's init container), evicting what was used least recently beyond --store-budget")
 	fl.Int64Var(&s.storeBudget, "store-budget", 0, "with --prepare-store: the most bytes of layers the store keeps (0: no limit)")
+	fl.StringVar(&s.runMountsDir, "run-mounts", buildpod.RunMountsDir, "where the request's run mounts are: <dir>/<index>, each seen read-only by every RUN step at its target")
 	fl.StringVar(&s.storeReport, "store-report", buildpod.StoreReportPath, "where --prepare-store says which images the store holds for this build, and the build reads it")
 	return cmd
 }
@@ -66,7 +68,7 @@ error is the last line of stderr, which kubelet keeps as the termination message
 type workerSettings struct {
 	requestDir, pullSecretDir, pushSecretDir string
 	root, driver, terminationLog             string
-	store, storeReport                       string
+	store, storeReport, runMountsDir         string
 	prepareStore                             bool
 	storeBudget                              int64
 }
@@ -166,6 +168,11 @@ func runWorker(ctx context.Context, s workerSettings, stdout, stderr io.Writer) 
 		Target:   in.req.Target,
 		Registry: in.req.Registry,
 		Untagged: in.req.Untagged,
+		// The proxy comes from the pod's environment (its proxy Secret), never from the request.
+		Run: builder.RunEnvironment{Proxy: registry.ProxyFromEnvironment()},
+	}
+	for i, m := range in.req.RunMounts {
+		req.Run.Mounts = append(req.Run.Mounts, builder.Mount{Source: filepath.Join(s.runMountsDir, strconv.Itoa(i)), Target: m.Target})
 	}
 	if in.req.CacheRepo != "" {
 		if req.Cache, err = cacheFor(in.req.CacheRepo, in.pushAuths); err != nil {

@@ -77,6 +77,11 @@ func NewGuard(b Bounds) (*Guard, error) {
 	return g, nil
 }
 
+// UseProxy makes the guard hand the client proxy (for the URLs it proxies) instead of the
+// environment's: a build told its proxy explicitly (the cluster's) goes through it. Call it before
+// the guard is used.
+func (g *Guard) UseProxy(proxy func(*url.URL) (*url.URL, error)) { g.env = proxy }
+
 // Proxy is the proxy function for a client (containers/image's SystemContext.DockerProxy): the
 // guard, unless the environment names an HTTP(S) proxy for the URL — then that proxy, which the
 // guard cannot relay through, and the bounds apply only where the caller watches progress itself.

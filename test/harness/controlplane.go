@@ -21,6 +21,7 @@ import (
 // openshift/api's own v1 machineosconfigs/machineosbuilds are deliberately absent: mosb serves its
 // v1alpha1 under those names.
 var OpenShiftCRDs = []string{
+	"config/v1/zz_generated.crd-manifests/0000_03_config-operator_01_proxies.crd.yaml",
 	"config/v1/zz_generated.crd-manifests/0000_10_config-operator_01_images-Default.crd.yaml",
 	"config/v1/zz_generated.crd-manifests/0000_10_config-operator_01_imagedigestmirrorsets.crd.yaml",
 	"config/v1/zz_generated.crd-manifests/0000_10_config-operator_01_imagecontentpolicies.crd.yaml",

@@ -42,6 +42,7 @@ const (
 	rIDMS    = "imagedigestmirrorsets.config.openshift.io"
 	rICP     = "imagecontentpolicies.config.openshift.io"
 	rITMS    = "imagetagmirrorsets.config.openshift.io"
+	rProxy   = "proxies.config.openshift.io"
 	rLease   = "leases.coordination.k8s.io"
 	rCRole   = "clusterroles.rbac.authorization.k8s.io"
 	rCRB     = "clusterrolebindings.rbac.authorization.k8s.io"
@@ -93,6 +94,9 @@ var controllerNeeds = []access{
 	{"get", "secrets", "", mosbNamespace},
 	{"list", "secrets", "", mosbNamespace},
 	{"watch", "secrets", "", mosbNamespace},
+	// Build pods' proxy Secrets.
+	{"create", "secrets", "", mosbNamespace},
+	{"delete", "secrets", "", mosbNamespace},
 	// additionalTrustedCA.
 	{"get", "configmaps", "", trustNS},
 	{"list", "configmaps", "", trustNS},
@@ -121,6 +125,9 @@ var controllerNeeds = []access{
 	{"watch", rMC, "", noNS},
 	{"get", rImage, "", noNS},
 	{"watch", rImage, "", noNS},
+	{"get", rProxy, "", noNS},
+	{"list", rProxy, "", noNS},
+	{"watch", rProxy, "", noNS},
 	{"list", rIDMS, "", noNS},
 	{"watch", rIDMS, "", noNS},
 	{"list", rICP, "", noNS},
@@ -155,10 +162,9 @@ var controllerMustNot = []access{
 	{"get", "secrets", "", trustNS},
 	{"list", "secrets", "", allNS},
 	{"watch", "secrets", "", allNS},
-	{"create", "secrets", "", mosbNamespace},
 	{"update", "secrets", "", mosbNamespace},
 	{"patch", "secrets", "", mosbNamespace},
-	{"delete", "secrets", "", mosbNamespace},
+	{"deletecollection", "secrets", "", mosbNamespace},
 	// Pods: only in the build namespace, and no way into them.
 	{"create", "pods", "", "default"},
 	{"create", "pods", "", "kube-system"},
