@@ -18,6 +18,7 @@ declare -A want=(
   [containerd]=/usr/bin/containerd     # the real-kubelet e2e and demo run pods with it (and runc)
   [time]=/usr/bin/time                 # make bench: peak RSS of a tool, measured from a small parent
   [prometheus]=/usr/bin/promtool       # promtool checks and unit-tests deploy/monitoring's alerts
+  [tinyproxy]=/usr/bin/tinyproxy       # the forward proxy the proxy e2e sends builds through
 )
 
 # make image cross-compiles mosb (cgo) for arm64 and takes its loader and libc from the sysroot.

@@ -22,7 +22,9 @@ import (
 
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
 	"github.com/mosb-dev/mosb/builder/buildpod"
+	"github.com/mosb-dev/mosb/containerfiles"
 	"github.com/mosb-dev/mosb/pipeline"
+	"github.com/mosb-dev/mosb/test/harness"
 )
 
 const (
@@ -554,5 +556,47 @@ func TestRenderRefusesANULByte(t *testing.T) {
 	}
 	if lines := strings.Split(strings.TrimSpace(res.stderr), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "mosb: ") {
 		t.Errorf("stderr holds more than mosb's message:\n%s", res.stderr)
+	}
+}
+
+// The cluster Proxy in --cluster-config: its trusted CA goes into the image (the Containerfile
+// copies it), its password nowhere mosb prints; a Proxy whose trusted CA is missing is refused.
+func TestRenderTakesTheClusterProxy(t *testing.T) {
+	f := renderFixture(t)
+	const password = "render-pr0xy-pa55"
+	ca, err := harness.NewCA("proxy trusted CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(f.clusterDir, "proxy.yaml"), `apiVersion: config.openshift.io/v1
+kind: Proxy
+metadata:
+  name: cluster
+spec:
+  httpProxy: http://mosb:`+password+`@proxy.example:3128
+  trustedCA:
+    name: user-ca-bundle
+`)
+	mosc := f.mosc(t, "proxied", renderTarget, map[string]string{"": "RUN true"})
+	res := runCLI(t, "render", "-f", mosc, "--cluster-config", f.clusterDir, "--authfile", f.authFile)
+	if res.code != exitInvalidInput || !strings.Contains(res.stderr, `trustedCA ConfigMap "user-ca-bundle"`) {
+		t.Fatalf("without the trusted CA ConfigMap: exit %d:\n%s", res.code, res.stderr)
+	}
+	cm, err := yaml.Marshal(map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": "user-ca-bundle", "namespace": "openshift-config"},
+		"data":     map[string]string{"ca-bundle.crt": string(ca.PEM)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(f.clusterDir, "user-ca-bundle.yaml"), string(cm))
+	res = runCLI(t, "render", "-f", mosc, "--cluster-config", f.clusterDir, "--authfile", f.authFile)
+	if res.code != 0 {
+		t.Fatalf("exit %d:\n%s", res.code, res.stderr)
+	}
+	if !strings.Contains(res.stdout, "COPY --chmod=0644 "+containerfiles.ContextTrustedCA+" "+containerfiles.TrustedCAPath) {
+		t.Errorf("the Containerfile does not copy the trusted CA:\n%s", res.stdout)
+	}
+	if strings.Contains(res.stdout+res.stderr, password) {
+		t.Error("render printed the proxy password")
 	}
 }

@@ -64,6 +64,9 @@ func (s Skipped) String() string {
 // Summary says in one line what the layer holds and what was skipped.
 func (l *Layer) Summary() string {
 	laid := fmt.Sprintf("%d files, %d directories, %d links, %d systemd units and drop-ins", l.Files, l.Directories, l.Links, l.Units)
+	if l.Archive == nil {
+		laid = "no files, directories, links or units to lay"
+	}
 	if len(l.Skipped) == 0 {
 		return laid + "; nothing skipped"
 	}
