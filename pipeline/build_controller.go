@@ -887,7 +887,7 @@ func (r *BuildReconciler) imageExists(ctx context.Context, plan *Plan, pullspec 
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.registryTimeout())
 	defer cancel()
-	return registry.NewClient(registry.WithKeychain(plan.PushAuths.Keychain()), registry.WithConfig(cfg), registry.WithBounds(r.RegistryBounds)).DigestExists(ctx, pullspec)
+	return registry.NewClient(registry.WithKeychain(plan.PushAuths.Keychain()), registry.WithConfig(cfg.WithNetworkOf(plan.Config)), registry.WithBounds(r.RegistryBounds)).DigestExists(ctx, pullspec)
 }
 
 // DefaultRegistryTimeout bounds each registry operation of the controller (checking an image,

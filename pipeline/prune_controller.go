@@ -45,7 +45,7 @@ func (r *BuildReconciler) pruneImages(ctx context.Context, m *mosbv1.MachineOSCo
 		r.Recorder.Eventf(m, corev1.EventTypeWarning, ReasonImagePruneFailed, "%s stay in the registry: %v", what, err)
 		return
 	}
-	reg := registry.NewClient(registry.WithKeychain(plan.PushAuths.Keychain()), registry.WithConfig(cfg), registry.WithBounds(r.RegistryBounds))
+	reg := registry.NewClient(registry.WithKeychain(plan.PushAuths.Keychain()), registry.WithConfig(cfg.WithNetworkOf(plan.Config)), registry.WithBounds(r.RegistryBounds))
 	children := RecordedIndexChildren(all)
 	for _, img := range UnknownIndexes(doomed, kept, all) {
 		callCtx, cancel := context.WithTimeout(ctx, r.registryTimeout())

@@ -81,6 +81,18 @@ func proxyTrustedCA(proxy *configv1.Proxy, cm *corev1.ConfigMap) ([]byte, error)
 	return bundle, nil
 }
 
+// WithNetworkOf is a copy of c that reaches registries as other does: through other's proxy,
+// trusting other's trusted CA. A configuration rebuilt from a build request (PushConfig), which
+// carries neither, gets them back from the cluster's.
+func (c *Config) WithNetworkOf(other *Config) *Config {
+	out := &Config{}
+	if c != nil {
+		*out = *c
+	}
+	out.proxy, out.trustedCA = other.Proxy(), other.TrustedCA()
+	return out
+}
+
 // TrustedCA is the cluster's user CA bundle (Proxy spec.trustedCA; nil: none). mosb's own calls
 // trust it for every host, and the image gets it in its trust anchors.
 func (c *Config) TrustedCA() []byte {

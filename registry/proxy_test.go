@@ -159,3 +159,25 @@ func TestTheProxyTrustedCAIsTrustedForEveryHost(t *testing.T) {
 		t.Errorf("an empty bundle: %v", err)
 	}
 }
+
+func TestWithNetworkOfKeepsTheRestAndTakesTheProxy(t *testing.T) {
+	img := imageConfig(configv1.RegistrySources{InsecureRegistries: []string{"insecure.example:5000"}}, "")
+	own, err := NewConfig(ConfigSources{Image: img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster, err := NewConfig(ConfigSources{Proxy: &configv1.Proxy{Spec: configv1.ProxySpec{HTTPSProxy: "http://proxy.example:3128"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := own.WithNetworkOf(cluster)
+	if got.Proxy() != cluster.Proxy() || !got.InsecureHost("insecure.example:5000") {
+		t.Errorf("proxy %+v, insecure %v", got.Proxy(), got.InsecureHost("insecure.example:5000"))
+	}
+	if !own.Proxy().IsZero() {
+		t.Error("WithNetworkOf changed its receiver")
+	}
+	if p := (*Config)(nil).WithNetworkOf(cluster).Proxy(); p != cluster.Proxy() {
+		t.Errorf("from a nil Config: %+v", p)
+	}
+}
