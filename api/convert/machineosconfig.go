@@ -1,11 +1,12 @@
-// Package convert reads the MachineOSConfig that OpenShift 4.19 and later serves
-// (machineconfiguration.openshift.io/v1, types in openshift/api) into mosb's v1alpha1 form, which
-// the pipeline plans from.
+// Package convert converts MachineOSConfigs and MachineOSBuilds between mosb's v1alpha1 and the v1
+// that OpenShift 4.19 and later serves (types in openshift/api).
 //
 // v1 flattened the spec: no base image, extensions image or release version (the cluster's
 // machine-config-osimageurl ConfigMap gives them, and the pipeline reads it when the spec has
 // none), an optional base image pull secret (the cluster-wide pull secret when absent), the
 // builder type Job, and architectures spelled AMD64, ARM64, PPC64LE, S390X and NoArch.
+// MachineOSConfigFromV1 reads a v1 file for a build; the *ToV1 and *FromV1(Lossless) pairs are
+// lossless both ways (lossless.go), for an API server that serves both versions.
 package convert
 
 import (

@@ -52,6 +52,12 @@ func TestBuildPushesWhatTheSnippetMade(t *testing.T) {
 	if got := files["etc/machine-config-daemon/currentconfig"]; !strings.Contains(got, `"rendered-worker-abc"`) {
 		t.Errorf("currentconfig = %q, want the rendered MachineConfig", got)
 	}
+	if got := files["etc/mosb-laid"]; got != "laid by the MachineConfig\n" || files["etc/systemd/system/mosb-laid.service"] == "" {
+		t.Errorf("the MachineConfig's file %q and unit are not laid into the image", got)
+	}
+	if !strings.Contains(res.stderr, "rendered MachineConfig rendered-worker-abc in the image: 1 files") {
+		t.Errorf("the output does not say what of the MachineConfig is in the image:\n%s", res.stderr)
+	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +82,7 @@ func TestBuildIsReproducible(t *testing.T) {
 	var digests []string
 	for i := 0; i < 2; i++ {
 		// A fresh storage root each time: nothing is reused, the image is built twice.
-		res := runCLI(t, "build", "-f", mosc, "--cluster-config", f.clusterDir, "--authfile", f.authFile, "--root", t.TempDir())
+		res := runCLI(t, "build", "-f", mosc, "--machineconfig", f.renderedMachineConfig(t), "--cluster-config", f.clusterDir, "--authfile", f.authFile, "--root", t.TempDir())
 		if res.code != 0 {
 			t.Fatalf("build %d exited %d:\n%s", i+1, res.code, res.stderr)
 		}

@@ -82,6 +82,21 @@ spec:
   config:
     ignition:
       version: 3.4.0
+    storage:
+      files:
+      - path: /etc/mosb-laid
+        mode: 420
+        contents:
+          source: data:,laid%20by%20the%20MachineConfig%0A
+    systemd:
+      units:
+      - name: mosb-laid.service
+        enabled: true
+        contents: |
+          [Service]
+          ExecStart=/bin/true
+          [Install]
+          WantedBy=multi-user.target
 `)
 	return mc
 }
