@@ -26,6 +26,8 @@ func filler(seed int64) *randfill.Filler {
 		func(b *mcfgv1.MachineOSImageBuilderType, c randfill.Continue) { *b = mcfgv1.JobBuilder },
 		// Server-set times are second-precision; the rest of ObjectMeta is as random as any.
 		func(t *metav1.Time, c randfill.Continue) { *t = metav1.Unix(c.Int63n(1<<32), 0) },
+		// managedFields hold JSON.
+		func(f *metav1.FieldsV1, c randfill.Continue) { f.Raw = []byte(`{"f:spec":{}}`) },
 	)
 }
 
