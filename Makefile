@@ -68,7 +68,9 @@ release: image ## RELEASE=deploy/release/mosb.yaml: one file (CRDs, namespaces, 
 	mv "$(RELEASE).tmp" "$(RELEASE)"; echo "wrote $(RELEASE): $$(grep -c '^kind: ' $(RELEASE)) objects, image $$digest"
 
 generate: ## deepcopy and CRD YAML from api/; OpenShift's v1 MachineOSConfig CRD from the openshift/api module
-	$(GO) tool controller-gen object paths=./api/... crd output:crd:dir=config/crd paths=./api/...
+	@rm -rf bin/crd-v1alpha1
+	$(GO) tool controller-gen object paths=./api/... crd output:crd:dir=$(CURDIR)/bin/crd-v1alpha1 paths=./api/...
+	$(GO) run ./hack/crds -alpha bin/crd-v1alpha1 -openshift "$$($(GO) list -m -f '{{.Dir}}' github.com/openshift/api)/machineconfiguration/v1/zz_generated.crd-manifests" -out config/crd
 	@install -m 0644 "$$($(GO) list -m -f '{{.Dir}}' github.com/openshift/api)/machineconfiguration/v1/zz_generated.crd-manifests/0000_80_machine-config_01_machineosconfigs.crd.yaml" config/openshift/
 
 verify: ## generated files are current, code is formatted and vetted

@@ -145,7 +145,7 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		preBuilt, preBuiltStep, failure = DecidePreBuilt(m, builds, plan.Identity)
 	}
 	if failure != nil {
-		changed, err := r.writeConfigStatus(ctx, m, Summarise(failure, nil, false), "")
+		changed, err := r.writeConfigStatus(ctx, m, Summarise(failure, nil, false), "", "")
 		if changed {
 			// Once per change: every reconcile of unchanged bad input would repeat it.
 			log.Info("input refused", "reason", failure.Reason, "message", failure.Message)
@@ -209,7 +209,7 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		// A held build starts when the pool recovers (its status change reconciles this
 		// MachineOSConfig); a rebuild request waits with it.
 		if why := PoolHold(in.Pool); why != "" {
-			changed, err := r.writeConfigStatus(ctx, m, SummariseHeld(why), "")
+			changed, err := r.writeConfigStatus(ctx, m, SummariseHeld(why), "", "")
 			if changed {
 				log.Info("build held back", "reason", ReasonPoolDegraded, "message", why)
 				r.Recorder.Event(m, corev1.EventTypeWarning, ReasonPoolDegraded, why)
@@ -240,7 +240,7 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 			return ctrl.Result{}, err
 		}
 		if again > 0 {
-			_, err := r.writeConfigStatus(ctx, m, Summarise(nil, current, false), "")
+			_, err := r.writeConfigStatus(ctx, m, Summarise(nil, current, false), "", "")
 			return ctrl.Result{RequeueAfter: again}, err
 		}
 	case PhaseSucceeded:
@@ -264,7 +264,11 @@ func (r *BuildReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 			}
 		}
 	}
-	_, err = r.writeConfigStatus(ctx, m, Summarise(nil, current, pullspec != ""), pullspec)
+	var built string
+	if pullspec != "" {
+		built = current.Name
+	}
+	_, err = r.writeConfigStatus(ctx, m, Summarise(nil, current, pullspec != ""), pullspec, built)
 	return ctrl.Result{}, err
 }
 
@@ -967,9 +971,9 @@ func (r *BuildReconciler) cleanup(ctx context.Context, b *mosbv1.MachineOSBuild)
 	return nil
 }
 
-// writeConfigStatus writes the MachineOSConfig's conditions (and the image, once built), and
-// says whether anything changed.
-func (r *BuildReconciler) writeConfigStatus(ctx context.Context, m *mosbv1.MachineOSConfig, c ConfigConditions, pullspec string) (bool, error) {
+// writeConfigStatus writes the MachineOSConfig's conditions (and the image and the MachineOSBuild
+// that made it, once built), and says whether anything changed.
+func (r *BuildReconciler) writeConfigStatus(ctx context.Context, m *mosbv1.MachineOSConfig, c ConfigConditions, pullspec, build string) (bool, error) {
 	changed := false
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		fresh := &mosbv1.MachineOSConfig{}
@@ -983,6 +987,8 @@ func (r *BuildReconciler) writeConfigStatus(ctx context.Context, m *mosbv1.Machi
 		}
 		if pullspec != "" {
 			fresh.Status.CurrentImagePullspec = mosbv1.ImageDigestFormat(pullspec)
+			// v1's status names the build of the current image.
+			fresh.Status.MachineOSBuild = &mosbv1.ObjectReference{Group: mosbv1.GroupVersion.Group, Resource: "machineosbuilds", Name: build}
 		}
 		fresh.Status.ObservedGeneration = fresh.Generation
 		if equalStatus(before, &fresh.Status) {
@@ -996,7 +1002,8 @@ func (r *BuildReconciler) writeConfigStatus(ctx context.Context, m *mosbv1.Machi
 }
 
 func equalStatus(a, b *mosbv1.MachineOSConfigStatus) bool {
-	if a.CurrentImagePullspec != b.CurrentImagePullspec || a.ObservedGeneration != b.ObservedGeneration || len(a.Conditions) != len(b.Conditions) {
+	if a.CurrentImagePullspec != b.CurrentImagePullspec || a.ObservedGeneration != b.ObservedGeneration || len(a.Conditions) != len(b.Conditions) ||
+		!ptrEq(a.MachineOSBuild, b.MachineOSBuild) {
 		return false
 	}
 	for _, c := range a.Conditions {

@@ -34,7 +34,6 @@ type v1alpha1ConfigFields struct {
 
 // v1ConfigFields are a v1 MachineOSConfig's fields v1alpha1 has no place for.
 type v1ConfigFields struct {
-	MachineOSBuild *mcfgv1.ObjectReference `json:"machineOSBuild,omitempty"`
 	// EmptyPullSecret: baseImagePullSecret was set with an empty name (v1alpha1's "none" is an
 	// empty name too, which converts back to no reference).
 	EmptyPullSecret bool `json:"emptyPullSecret,omitempty"`
@@ -93,7 +92,7 @@ func MachineOSConfigToV1(in *mosbv1.MachineOSConfig) (*mcfgv1.MachineOSConfig, e
 	out.Status.ObservedGeneration = in.Status.ObservedGeneration
 	out.Status.CurrentImagePullSpec = mcfgv1.ImageDigestFormat(in.Status.CurrentImagePullspec)
 	out.Status.Conditions = copyConditions(in.Status.Conditions)
-	out.Status.MachineOSBuild = kept.MachineOSBuild
+	out.Status.MachineOSBuild = objectRefToV1(in.Status.MachineOSBuild)
 	if err := putAnnotation(&out.ObjectMeta, AnnotationV1Alpha1Fields, extra); err != nil {
 		return nil, err
 	}
@@ -116,7 +115,8 @@ func MachineOSConfigFromV1Lossless(in *mcfgv1.MachineOSConfig) (*mosbv1.MachineO
 	if err != nil {
 		return nil, err
 	}
-	extra := v1ConfigFields{MachineOSBuild: in.Status.MachineOSBuild.DeepCopy()}
+	extra := v1ConfigFields{}
+	out.Status.MachineOSBuild = objectRefFromV1(in.Status.MachineOSBuild)
 	if in.Spec.BaseImagePullSecret != nil && in.Spec.BaseImagePullSecret.Name == "" {
 		extra.EmptyPullSecret = true
 	}
@@ -197,16 +197,11 @@ type v1alpha1BuildFields struct {
 	FailedAttempts                []mosbv1.BuildAttemptFailure `json:"failedAttempts,omitempty"`
 }
 
-// v1BuildFields are a v1 MachineOSBuild's fields v1alpha1 has no place for.
-type v1BuildFields struct {
-	Builder        *mcfgv1.MachineOSBuilderReference `json:"builder,omitempty"`
-	RelatedObjects []mcfgv1.ObjectReference          `json:"relatedObjects,omitempty"`
-}
-
 // MachineOSBuildToV1 is in as v1 (see MachineOSConfigToV1).
 func MachineOSBuildToV1(in *mosbv1.MachineOSBuild) (*mcfgv1.MachineOSBuild, error) {
-	var kept v1BuildFields
-	meta, err := takeAnnotation(in.ObjectMeta, AnnotationV1Fields, &kept)
+	// v1alpha1 holds every v1 field of a MachineOSBuild (its status has builder and
+	// relatedObjects: a status written through the status subresource cannot change annotations).
+	meta, err := takeAnnotation(in.ObjectMeta, AnnotationV1Fields, &struct{}{})
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +214,12 @@ func MachineOSBuildToV1(in *mosbv1.MachineOSBuild) (*mcfgv1.MachineOSBuild, erro
 	out.Status.Conditions = copyConditions(st.Conditions)
 	out.Status.BuildStart, out.Status.BuildEnd = st.BuildStart.DeepCopy(), st.BuildEnd.DeepCopy()
 	out.Status.DigestedImagePushSpec = mcfgv1.ImageDigestFormat(st.DigestedImagePushspec)
-	out.Status.Builder, out.Status.RelatedObjects = kept.Builder, kept.RelatedObjects
+	if b := st.Builder; b != nil {
+		out.Status.Builder = &mcfgv1.MachineOSBuilderReference{ImageBuilderType: mcfgv1.MachineOSImageBuilderType(b.ImageBuilderType), Job: objectRefToV1(b.Job)}
+	}
+	for i := range st.RelatedObjects {
+		out.Status.RelatedObjects = append(out.Status.RelatedObjects, *objectRefToV1(&st.RelatedObjects[i]))
+	}
 	extra := v1alpha1BuildFields{
 		BuildIdentity: s.BuildIdentity, BaseOSImagePullspec: s.BaseOSImagePullspec, BaseOSExtensionsImagePullspec: s.BaseOSExtensionsImagePullspec,
 		ReleaseVersion: s.ReleaseVersion, SpecArchitectures: s.Architectures, Architectures: st.Architectures, Attempt: st.Attempt, FailedAttempts: st.FailedAttempts,
@@ -250,9 +250,25 @@ func MachineOSBuildFromV1(in *mcfgv1.MachineOSBuild) (*mosbv1.MachineOSBuild, er
 		DigestedImagePushspec: string(in.Status.DigestedImagePushSpec),
 		Architectures:         kept.Architectures, Attempt: kept.Attempt, FailedAttempts: kept.FailedAttempts,
 	}
-	extra := v1BuildFields{Builder: in.Status.Builder.DeepCopy(), RelatedObjects: in.Status.RelatedObjects}
-	if err := putAnnotation(&out.ObjectMeta, AnnotationV1Fields, extra); err != nil {
-		return nil, err
+	if b := in.Status.Builder; b != nil {
+		out.Status.Builder = &mosbv1.MachineOSBuilderReference{ImageBuilderType: string(b.ImageBuilderType), Job: objectRefFromV1(b.Job)}
+	}
+	for i := range in.Status.RelatedObjects {
+		out.Status.RelatedObjects = append(out.Status.RelatedObjects, *objectRefFromV1(&in.Status.RelatedObjects[i]))
 	}
 	return out, nil
+}
+
+func objectRefToV1(r *mosbv1.ObjectReference) *mcfgv1.ObjectReference {
+	if r == nil {
+		return nil
+	}
+	return &mcfgv1.ObjectReference{Group: r.Group, Resource: r.Resource, Namespace: r.Namespace, Name: r.Name}
+}
+
+func objectRefFromV1(r *mcfgv1.ObjectReference) *mosbv1.ObjectReference {
+	if r == nil {
+		return nil
+	}
+	return &mosbv1.ObjectReference{Group: r.Group, Resource: r.Resource, Namespace: r.Namespace, Name: r.Name}
 }

@@ -113,6 +113,28 @@ type MachineOSBuildStatus struct {
 	// +optional
 	// +listType=atomic
 	FailedAttempts []BuildAttemptFailure `json:"failedAttempts,omitempty"`
+
+	// builder is what v1's status says built the image (kept here so that a status written
+	// through v1 loses nothing).
+	// +optional
+	Builder *MachineOSBuilderReference `json:"builder,omitempty"`
+
+	// relatedObjects are v1's objects related to the build (kept here as for builder).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=10
+	RelatedObjects []ObjectReference `json:"relatedObjects,omitempty"`
+}
+
+// MachineOSBuilderReference is v1's builder of a MachineOSBuild.
+type MachineOSBuilderReference struct {
+	// imageBuilderType is the builder: Job in v1.
+	// +required
+	// +kubebuilder:validation:MaxLength=63
+	ImageBuilderType string `json:"imageBuilderType"`
+	// job is the Job that built the image.
+	// +optional
+	Job *ObjectReference `json:"job,omitempty"`
 }
 
 // BuildAttemptFailure is why one attempt of a build failed.

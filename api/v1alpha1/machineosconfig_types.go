@@ -186,6 +186,33 @@ type MachineOSConfigStatus struct {
 	// new OSImage. It always includes the sha256 digest.
 	// +optional
 	CurrentImagePullspec ImageDigestFormat `json:"currentImagePullspec,omitempty"`
+
+	// machineOSBuild is the MachineOSBuild of the current image, as v1's status names it (kept
+	// here so that a status written through v1 loses nothing).
+	// +optional
+	MachineOSBuild *ObjectReference `json:"machineOSBuild,omitempty"`
+}
+
+// ObjectReference names an object by group, resource, namespace and name, as v1 does.
+type ObjectReference struct {
+	// group of the referent; empty for the core API group.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	Group string `json:"group"`
+	// resource of the referent.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Resource string `json:"resource"`
+	// namespace of the referent; empty for a cluster-scoped object.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace,omitempty"`
+	// name of the referent.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
 }
 
 // MachineOSConfigList is a list of MachineOSConfigs.

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"os/signal"
@@ -11,16 +13,23 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/mosb-dev/mosb/api/convert"
 	"github.com/mosb-dev/mosb/builder/buildpod"
 	"github.com/mosb-dev/mosb/pipeline"
 	"github.com/mosb-dev/mosb/registry/bounds"
@@ -49,6 +58,11 @@ type controllerOptions struct {
 	pruneImages        bool
 	rebuildOnAnyChange bool
 	runMounts          pipeline.RunMountNames
+	webhookPort        int
+	webhookService     string
+	webhookURL         string
+	webhookValidity    time.Duration
+	webhookCAValidity  time.Duration
 	allowEmulation     bool
 	buildRequests      string
 	buildLimits        string
@@ -84,6 +98,11 @@ func newControllerCommand() *cobra.Command {
 	fl.Float32Var(&o.qps, "kube-api-qps", 50, "requests per second to the API server (client-go's default of 5 makes every status write wait)")
 	fl.IntVar(&o.burst, "kube-api-burst", 100, "burst of requests to the API server")
 	fl.IntVar(&o.workers, "workers", 4, "MachineOSConfigs reconciled at once")
+	fl.IntVar(&o.webhookPort, "webhook-port", 9443, "where the CRDs' conversion webhook (v1 <-> v1alpha1) is served over TLS; 0: not served (v1 requests then fail)")
+	fl.StringVar(&o.webhookService, "webhook-service", "mosb-webhook", "the Service in --namespace that sends the API server's conversion requests to --webhook-port (its port 443)")
+	fl.StringVar(&o.webhookURL, "webhook-url", "", "https://host:port"+pipeline.ConversionPath+": the API server reaches the webhook here instead of through --webhook-service (a controller outside the cluster)")
+	fl.DurationVar(&o.webhookValidity, "webhook-cert-validity", 30*24*time.Hour, "how long a serving certificate of the conversion webhook lasts; renewed at two thirds")
+	fl.DurationVar(&o.webhookCAValidity, "webhook-ca-validity", 365*24*time.Hour, "how long the conversion webhook's CA lasts; the next one is trusted from half its life and signs from two thirds")
 	defaults := pipeline.DefaultRunMountNames()
 	fl.StringVar(&o.runMounts.EntitlementSecret, "entitlement-secret", defaults.EntitlementSecret, "a Secret of the build namespace whose files every RUN step sees at "+pipeline.EntitlementTarget+" (RHEL entitlements), never in a layer; empty: none")
 	fl.StringVar(&o.runMounts.YumReposConfigMap, "yum-repos-configmap", defaults.YumReposConfigMap, "a ConfigMap of the build namespace whose files every RUN step sees at "+pipeline.YumReposTarget+", never in a layer; empty: none")
@@ -110,6 +129,11 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 	}
 	if o.registryTimeout <= 0 {
 		return invalid(pipeline.ReasonInvalidFlag, "--registry-timeout %s: want a positive duration, such as 30s", o.registryTimeout)
+	}
+	if o.webhookPort != 0 {
+		if _, _, err := webhookEndpoint(o); err != nil {
+			return err
+		}
 	}
 	nodeStore, err := parseNodeStore(o.nodeStore, o.nodeStoreBudget)
 	if err != nil {
@@ -139,7 +163,17 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 	if leaderNS == "" {
 		leaderNS = o.namespace
 	}
+	if err := apiextensionsv1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	certs, webhookServer, err := conversionWebhook(ctx, cfg, scheme, o)
+	if err != nil {
+		return err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		WebhookServer:           webhookServer,
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:  o.probeAddr,
@@ -162,8 +196,12 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	if certs != nil {
+		mgr.GetWebhookServer().Register(pipeline.ConversionPath, convert.Handler())
+		if err := mgr.Add(certs); err != nil {
+			return err
+		}
+	}
 	log := ctrl.Log.WithName("setup")
 	builderImage := o.builderImage
 	if builderImage != "" {
@@ -225,6 +263,58 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// conversionWebhook provisions the conversion webhook's certificates (before the manager starts:
+// its TLS server needs one) and returns their keeper and the webhook server; nil, nil when
+// --webhook-port is 0.
+func conversionWebhook(ctx context.Context, cfg *rest.Config, scheme *k8sruntime.Scheme, o controllerOptions) (*pipeline.WebhookCertKeeper, webhook.Server, error) {
+	if o.webhookPort == 0 {
+		return nil, nil, nil
+	}
+	service, hosts, err := webhookEndpoint(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	direct, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, nil, err
+	}
+	keeper := &pipeline.WebhookCertKeeper{
+		Client: direct, Namespace: o.namespace, Service: service, URL: o.webhookURL, Clock: clock.RealClock{},
+		Policy: pipeline.WebhookCertPolicy{CAValidity: o.webhookCAValidity, ServingValidity: o.webhookValidity, Hosts: hosts},
+		Log:    ctrl.Log.WithName("webhook-certs"),
+	}
+	// The first certificate, before anything serves: retried while the API server is out of reach.
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, time.Minute, true, func(ctx context.Context) (bool, error) {
+		if err := keeper.Sync(ctx); err != nil {
+			keeper.Log.Error(err, "provisioning the conversion webhook's certificate")
+			return false, nil
+		}
+		return true, nil
+	}); err != nil {
+		return nil, nil, fmt.Errorf("no certificate for the conversion webhook within a minute: %w", err)
+	}
+	server := webhook.NewServer(webhook.Options{Port: o.webhookPort, TLSOpts: []func(*tls.Config){
+		func(c *tls.Config) { c.GetCertificate = keeper.GetCertificate },
+	}})
+	return keeper, server, nil
+}
+
+// webhookEndpoint checks the webhook flags and returns where the API server reaches the webhook
+// (the Service, unless --webhook-url) and the names its certificate must carry.
+func webhookEndpoint(o controllerOptions) (*apiextensionsv1.ServiceReference, []string, error) {
+	if o.webhookPort < 0 || o.webhookPort > 65535 || o.webhookValidity <= 0 || o.webhookCAValidity < o.webhookValidity {
+		return nil, nil, invalid(pipeline.ReasonInvalidFlag, "--webhook-port %d, --webhook-cert-validity %s, --webhook-ca-validity %s: want a port (0: none) and 0 < cert validity <= CA validity",
+			o.webhookPort, o.webhookValidity, o.webhookCAValidity)
+	}
+	path, port := pipeline.ConversionPath, int32(443)
+	service := &apiextensionsv1.ServiceReference{Namespace: o.namespace, Name: o.webhookService, Path: &path, Port: &port}
+	hosts, err := pipeline.WebhookHosts(service, o.webhookURL)
+	if err != nil {
+		return nil, nil, invalid(pipeline.ReasonInvalidFlag, "%v", err)
+	}
+	return service, hosts, nil
 }
 
 // parseNodeStore reads --node-store and --node-store-budget; nil: no node store.

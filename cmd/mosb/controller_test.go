@@ -43,6 +43,8 @@ func TestEveryCommandRefusesBadFlagsWithAReason(t *testing.T) {
 		{[]string{"build", "--no-such-flag"}, "--no-such-flag"},
 		{[]string{"render", "--registry-stall-timeout=soon"}, "--registry-stall-timeout"},
 		{[]string{"controller", "--workers=0", "--builder-image=mosb:test"}, "--workers"},
+		{[]string{"controller", "--webhook-url=http://127.0.0.1:9443/convert", "--builder-image=mosb:test"}, "--webhook-url"},
+		{[]string{"controller", "--webhook-cert-validity=48h", "--webhook-ca-validity=24h", "--builder-image=mosb:test"}, "--webhook-ca-validity"},
 		{[]string{"render", "-f", "x.yaml", "--show", "everything"}, "--show"},
 		{[]string{"worker", "--prepare-store"}, "--prepare-store"},
 	} {

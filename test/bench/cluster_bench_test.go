@@ -182,7 +182,7 @@ func startController(t *testing.T, bin, kubeconfig string) *controllerProc {
 	p := &controllerProc{metricsAddr: harness.FreeLoopbackAddr(t), probeAddr: harness.FreeLoopbackAddr(t), log: &procLog{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, "controller", "--kubeconfig", kubeconfig, "--namespace", buildNamespace,
 		"--builder-image", "mosb:bench", "--build-timeout", "10m",
-		"--metrics-bind-address", p.metricsAddr, "--health-probe-bind-address", p.probeAddr, "--node-store", t.TempDir())
+		"--metrics-bind-address", p.metricsAddr, "--health-probe-bind-address", p.probeAddr, "--node-store", t.TempDir(), "--webhook-port", "0")
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	p.started = time.Now()

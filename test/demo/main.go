@@ -228,8 +228,10 @@ func (d *demo) startStandIn(ctx context.Context, cp *harness.ControlPlane, bin s
 	if err != nil {
 		d.Fatal(err)
 	}
-	cmd := exec.Command(bin, "controller", "--kubeconfig", cp.Kubeconfig, "--namespace", namespace, "--builder-image", "mosb:demo",
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--node-store", filepath.Join(d.TempDir(), "node-store"))
+	args := []string{"controller", "--kubeconfig", cp.Kubeconfig, "--namespace", namespace, "--builder-image", "mosb:demo",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--node-store", filepath.Join(d.TempDir(), "node-store")}
+	// v1 reads (kubectl get machineosconfigs.v1.machineconfiguration.openshift.io) work too.
+	cmd := exec.Command(bin, append(args, harness.ConversionWebhookArgs(d)...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -156,6 +156,10 @@ func startController(t *testing.T, bin, kubeconfig string, extra ...string) *con
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--build-timeout", "10m",
 		// The node's image store: the test's own, not the host's /var/lib/mosb/store.
 		"--node-store", t.TempDir(),
+		// No conversion webhook unless a test asks for one (harness.ConversionWebhookArgs): the
+		// tests of v1alpha1 need none, and two controllers of one cluster would point the CRDs
+		// at two ports.
+		"--webhook-port", "0",
 	}, extra...)}
 	p.start()
 	t.Cleanup(func() {

@@ -35,7 +35,9 @@ func TestRBACOfDeployBaseIsEnoughForABuild(t *testing.T) {
 		namespace:            mosbNamespace,
 		controlPlane:         []harness.ControlPlaneOption{enforceOwnerReferencePermissions},
 		controllerKubeconfig: asMosbServiceAccount,
-		controllerArgs:       []string{"--leader-elect", "--pin-images"},
+		// The conversion webhook too: its Secret and the CRDs' conversion settings are written
+		// with these rules.
+		controllerArgs: append([]string{"--leader-elect", "--pin-images"}, harness.ConversionWebhookArgs(t)...),
 	})
 	ctx := t.Context()
 

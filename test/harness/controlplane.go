@@ -81,7 +81,7 @@ func StartControlPlane(t T, opts ...ControlPlaneOption) *ControlPlane {
 	t.Helper()
 	assets := KubeAssets(t)
 	paths := []string{filepath.Join(RepoRoot(), "config", "crd")}
-	openshift := goModuleDir(t, "github.com/openshift/api")
+	openshift := GoModuleDir(t, "github.com/openshift/api")
 	for _, p := range OpenShiftCRDs {
 		paths = append(paths, filepath.Join(openshift, p))
 	}

@@ -127,6 +127,9 @@ func StartKubeletCluster(t T, opts ...ControlPlaneOption) *KubeletCluster {
 		api.Set("kubelet-preferred-address-types", "InternalIP")
 		// The Node authorizer gives the kubelet exactly what a node may read and write.
 		api.Set("authorization-mode", "Node,RBAC")
+		// No kube-proxy here: the API server reaches webhook Services (mosb's conversion webhook)
+		// at their endpoints' addresses, not their cluster IPs.
+		api.Set("enable-aggregator-routing", "true")
 	}}, opts...)
 	cp := StartControlPlane(t, opts...)
 	mustWrite(t, filepath.Join(pki, "ca.crt"), cp.Config.CAData)

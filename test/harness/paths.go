@@ -46,8 +46,8 @@ func KubeAssets(t T) string {
 	return assetsDir
 }
 
-// goModuleDir is where the Go toolchain keeps the source of a module this repository depends on.
-func goModuleDir(t T, module string) string {
+// GoModuleDir is where the Go toolchain keeps the source of a module this repository depends on.
+func GoModuleDir(t T, module string) string {
 	t.Helper()
 	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module)
 	cmd.Dir = RepoRoot()

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -264,4 +265,12 @@ func mustWrite(t T, path string, data []byte) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ConversionWebhookArgs are the flags of a `mosb controller` outside the cluster that serves the
+// CRDs' conversion webhook on a free loopback port, which the API server reaches by URL.
+func ConversionWebhookArgs(t T) []string {
+	t.Helper()
+	addr := FreeLoopbackAddr(t)
+	return []string{"--webhook-port", addr[strings.LastIndex(addr, ":")+1:], "--webhook-url", "https://" + addr + "/convert"}
 }

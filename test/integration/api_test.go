@@ -247,8 +247,9 @@ func TestMachineOSBuildSpecIsImmutableAndStatusRoundTrips(t *testing.T) {
 	}
 }
 
+// kubectl reads the preferred version, v1, through the conversion webhook: its columns are mosb's.
 func TestKubectlPrintsPrinterColumns(t *testing.T) {
-	cp := controlPlane(t)
+	cp := v1Plane(t)
 	ctx := testContext(t)
 	m := validMOSC("columns")
 	if err := create(ctx, t, cp.Client, m); err != nil {

@@ -43,6 +43,7 @@ const (
 	rICP     = "imagecontentpolicies.config.openshift.io"
 	rITMS    = "imagetagmirrorsets.config.openshift.io"
 	rProxy   = "proxies.config.openshift.io"
+	rCRD     = "customresourcedefinitions.apiextensions.k8s.io"
 	rLease   = "leases.coordination.k8s.io"
 	rCRole   = "clusterroles.rbac.authorization.k8s.io"
 	rCRB     = "clusterrolebindings.rbac.authorization.k8s.io"
@@ -94,9 +95,15 @@ var controllerNeeds = []access{
 	{"get", "secrets", "", mosbNamespace},
 	{"list", "secrets", "", mosbNamespace},
 	{"watch", "secrets", "", mosbNamespace},
-	// Build pods' proxy Secrets.
+	// Build pods' proxy Secrets, the webhook certificate Secret (a resource/name is a resourceNames rule).
 	{"create", "secrets", "", mosbNamespace},
 	{"delete", "secrets", "", mosbNamespace},
+	{"update", "secrets/mosb-webhook-cert", "", mosbNamespace},
+	// The conversion webhook's CA bundle and address in mosb's CRDs.
+	{"get", rCRD + "/machineosconfigs.machineconfiguration.openshift.io", "", noNS},
+	{"patch", rCRD + "/machineosconfigs.machineconfiguration.openshift.io", "", noNS},
+	{"get", rCRD + "/machineosbuilds.machineconfiguration.openshift.io", "", noNS},
+	{"patch", rCRD + "/machineosbuilds.machineconfiguration.openshift.io", "", noNS},
 	// additionalTrustedCA.
 	{"get", "configmaps", "", trustNS},
 	{"list", "configmaps", "", trustNS},
@@ -155,6 +162,10 @@ var controllerNeeds = []access{
 
 // What the controller must not be able to do.
 var controllerMustNot = []access{
+	// Other CRDs, other Secrets.
+	{"patch", rCRD + "/machineconfigs.machineconfiguration.openshift.io", "", noNS},
+	{"patch", rCRD, "", noNS},
+	{"update", "secrets/push", "", mosbNamespace},
 	// Secrets: readable in the build namespace only, and never writable.
 	{"get", "secrets", "", "kube-system"},
 	{"get", "secrets", "", "default"},
