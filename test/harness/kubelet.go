@@ -162,13 +162,15 @@ func StartKubeletCluster(t T, opts ...ControlPlaneOption) *KubeletCluster {
 		"--kubeconfig="+sched, "--authentication-kubeconfig="+sched, "--authorization-kubeconfig="+sched,
 		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(mustFreePort(t)))
 	// The controllers a Deployment, its pods' ServiceAccount token and garbage collection need,
-	// and the node lifecycle controller, which lifts the not-ready taint a kubelet registers its
-	// node with; they act as one privileged user instead of one ServiceAccount each.
+	// the node lifecycle controller, which lifts the not-ready taint a kubelet registers its node
+	// with, and the endpoints controller, by which the API server reaches mosb's conversion webhook
+	// (--enable-aggregator-routing); they act as one privileged user instead of one ServiceAccount
+	// each.
 	kcm := c.KubeconfigFor(t, "system:kube-controller-manager", "system:masters")
 	c.start(t, "kube-controller-manager", filepath.Join(assets, "kube-controller-manager"),
 		"--kubeconfig="+kcm, "--authentication-kubeconfig="+kcm, "--authorization-kubeconfig="+kcm,
 		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(mustFreePort(t)),
-		"--controllers=deployment,replicaset,serviceaccount,root-ca-cert-publisher,garbagecollector,namespace,nodelifecycle",
+		"--controllers=deployment,replicaset,serviceaccount,root-ca-cert-publisher,garbagecollector,namespace,nodelifecycle,endpoint,endpointslice",
 		"--root-ca-file="+filepath.Join(pki, "ca.crt"), "--use-service-account-credentials=false")
 	c.startKubelet(t, filepath.Join(assets, "kubelet"), filepath.Join(pki, "kubelet-client-ca.crt"))
 	return c

@@ -79,14 +79,19 @@ func (c *KubeletCluster) writeKustomization(t T, d *MosbDeployment, sources stri
 		t.Fatal(err)
 	}
 	host, port := server.Hostname(), server.Port()
-	// On the node's network the controller's ports are the host's: deploy/base's 8080 and 8081
-	// may be taken on a developer's machine or a CI runner, so free ones are used (the later
-	// flags win).
+	// On the node's network the controller's ports are the host's: deploy/base's 8080, 8081 and
+	// 9443 may be taken on a developer's machine or a CI runner, and a new controller pod of a
+	// rolling update could not start beside the old one, so free ones are used (the later flags
+	// win; Service mosb-webhook follows the named port).
 	metricsPort, err := freePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	probesPort, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	webhookPort, err := freePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +115,9 @@ patches:
       value: --health-probe-bind-address=:%d
     - op: add
       path: /spec/template/spec/containers/0/args/-
+      value: --webhook-port=%d
+    - op: add
+      path: /spec/template/spec/containers/0/args/-
       value: --node-store=%s
     - op: replace
       path: /spec/template/spec/containers/0/ports/0
@@ -117,7 +125,10 @@ patches:
     - op: replace
       path: /spec/template/spec/containers/0/ports/1
       value: {name: probes, containerPort: %d}
-`, strings.TrimSpace(sources), d.Name, host, port, metricsPort, probesPort, c.NodeStore(), metricsPort, probesPort)
+    - op: replace
+      path: /spec/template/spec/containers/0/ports/2
+      value: {name: webhook, containerPort: %d}
+`, strings.TrimSpace(sources), d.Name, host, port, metricsPort, probesPort, webhookPort, c.NodeStore(), metricsPort, probesPort, webhookPort)
 	mustWrite(t, filepath.Join(d.Kustomization, "kustomization.yaml"), []byte(kustomization))
 }
 

@@ -152,18 +152,11 @@ func TestOpenShiftV1SuitesPassAgainstMosbCRDs(t *testing.T) {
 					ctx := testContext(t)
 					obj := object(t, tc.Initial)
 					cleanup(t, cp, obj)
-					status, hasStatus, _ := unstructured.NestedFieldCopy(obj.Object, "status")
+					status := takeStatus(obj)
 					if errorSays(t, "create", cp.Client.Create(ctx, obj), tc.ExpectedError) {
 						return
 					}
-					if hasStatus {
-						if err := unstructured.SetNestedField(obj.Object, status, "status"); err != nil {
-							t.Fatal(err)
-						}
-						if err := cp.Client.Status().Update(ctx, obj); err != nil {
-							t.Fatalf("status: %v", err)
-						}
-					}
+					writeStatus(t, cp, obj, status)
 					sameAs(t, get(t, cp, obj), tc.Expected)
 				})
 			}
@@ -172,18 +165,13 @@ func TestOpenShiftV1SuitesPassAgainstMosbCRDs(t *testing.T) {
 					ctx := testContext(t)
 					obj := object(t, tc.Initial)
 					cleanup(t, cp, obj)
-					status, hasStatus, _ := unstructured.NestedFieldCopy(obj.Object, "status")
+					status := takeStatus(obj)
 					if len(tc.InitialCRDPatches) > 0 {
 						createWithLoosenedCRD(t, cp, suite.CRDName, tc.InitialCRDPatches, obj)
 					} else if err := cp.Client.Create(ctx, obj); err != nil {
 						t.Fatalf("creating the initial object: %v", err)
 					}
-					if hasStatus {
-						_ = unstructured.SetNestedField(obj.Object, status, "status")
-						if err := cp.Client.Status().Update(ctx, obj); err != nil {
-							t.Fatalf("the initial status: %v", err)
-						}
-					}
+					writeStatus(t, cp, obj, status)
 					updated := object(t, tc.Updated)
 					current := get(t, cp, obj)
 					updated.SetResourceVersion(current.GetResourceVersion())
@@ -205,6 +193,26 @@ func TestOpenShiftV1SuitesPassAgainstMosbCRDs(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// takeStatus is obj's status (nil when none): a create ignores it, writeStatus writes it after.
+func takeStatus(obj *unstructured.Unstructured) map[string]any {
+	status, _, _ := unstructured.NestedMap(obj.Object, "status")
+	return status
+}
+
+// writeStatus writes status (if any) through the status subresource onto the created obj.
+func writeStatus(t *testing.T, cp *harness.ControlPlane, obj *unstructured.Unstructured, status map[string]any) {
+	t.Helper()
+	if status == nil {
+		return
+	}
+	if err := unstructured.SetNestedMap(obj.Object, status, "status"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.Client.Status().Update(testContext(t), obj); err != nil {
+		t.Fatalf("writing the initial status: %v", err)
 	}
 }
 
@@ -377,6 +385,68 @@ func TestObjectsRoundTripThroughTheAPIServerAndWebhook(t *testing.T) {
 			wy, _ := yaml.Marshal(want)
 			gy, _ := yaml.Marshal(got)
 			t.Fatalf("%s changed through v1:\nbefore:\n%s\nafter:\n%s", name, wy, gy)
+		}
+	}
+}
+
+// TestV1ObjectsRoundTripThroughV1Alpha1: random v1 MachineOSBuilds (every spec and status field,
+// the builder and related objects included) go in through v1, are written back through v1alpha1
+// (as the controller does), and read through v1 as they went in.
+func TestV1ObjectsRoundTripThroughV1Alpha1(t *testing.T) {
+	cp := v1Plane(t)
+	ctx := testContext(t)
+	r := rand.New(rand.NewSource(time.Now().UnixNano()))
+	for i := 0; i < 25; i++ {
+		name := fmt.Sprintf("v1-roundtrip-%d", i)
+		start := metav1.NewTime(time.Unix(1700000000+int64(r.Intn(1<<20)), 0))
+		end := metav1.NewTime(start.Add(time.Duration(1+r.Intn(3600)) * time.Second))
+		in := &mcfgv1.MachineOSBuild{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"run": fmt.Sprint(r.Int63())}},
+			Spec: mcfgv1.MachineOSBuildSpec{
+				MachineConfig:         mcfgv1.MachineConfigReference{Name: fmt.Sprintf("rendered-worker-%x", r.Int63())},
+				MachineOSConfig:       mcfgv1.MachineOSConfigReference{Name: "worker"},
+				RenderedImagePushSpec: mcfgv1.ImageTagFormat(fmt.Sprintf("quay.io/os/img:v%d", r.Intn(1000))),
+			},
+		}
+		if err := cp.Client.Create(ctx, in); err != nil {
+			t.Fatalf("creating %s through v1: %v", name, err)
+		}
+		t.Cleanup(func() { _ = cp.Client.Delete(context.Background(), in) })
+		in.Status = mcfgv1.MachineOSBuildStatus{
+			Conditions: []metav1.Condition{{Type: "Succeeded", Status: metav1.ConditionTrue, Reason: "Built", Message: fmt.Sprint(r.Int63()), LastTransitionTime: end}},
+			Builder: &mcfgv1.MachineOSBuilderReference{ImageBuilderType: mcfgv1.JobBuilder,
+				Job: &mcfgv1.ObjectReference{Group: "batch", Resource: "jobs", Namespace: "mosb-system", Name: fmt.Sprintf("build-%d", r.Intn(1000))}},
+			RelatedObjects:        []mcfgv1.ObjectReference{{Group: "apps", Resource: "deployments", Namespace: "mosb-system", Name: fmt.Sprintf("cm-%d", r.Intn(1000))}},
+			BuildStart:            &start,
+			BuildEnd:              &end,
+			DigestedImagePushSpec: mcfgv1.ImageDigestFormat("quay.io/os/img@sha256:" + strings.Repeat(fmt.Sprint(i%10), 64)),
+		}
+		if err := cp.Client.Status().Update(ctx, in); err != nil {
+			t.Fatalf("status of %s through v1: %v", name, err)
+		}
+		want := in.DeepCopy()
+		alpha := &mosbv1.MachineOSBuild{}
+		if err := cp.Client.Get(ctx, client.ObjectKey{Name: name}, alpha); err != nil {
+			t.Fatal(err)
+		}
+		if alpha.Status.Builder == nil || alpha.Status.Builder.Job == nil || alpha.Status.Builder.Job.Name != want.Status.Builder.Job.Name {
+			t.Fatalf("%s through v1alpha1: builder %+v", name, alpha.Status.Builder)
+		}
+		if err := cp.Client.Update(ctx, alpha); err != nil {
+			t.Fatalf("writing %s back through v1alpha1: %v", name, err)
+		}
+		if err := cp.Client.Status().Update(ctx, alpha); err != nil {
+			t.Fatalf("writing %s's status back through v1alpha1: %v", name, err)
+		}
+		got := &mcfgv1.MachineOSBuild{}
+		if err := cp.Client.Get(ctx, client.ObjectKey{Name: name}, got); err != nil {
+			t.Fatal(err)
+		}
+		if !equality.Semantic.DeepEqual(want.Spec, got.Spec) || !equality.Semantic.DeepEqual(want.Status, got.Status) ||
+			!equality.Semantic.DeepEqual(want.Labels, got.Labels) || len(got.Annotations) != 0 {
+			wy, _ := yaml.Marshal(want)
+			gy, _ := yaml.Marshal(got)
+			t.Fatalf("%s changed through v1alpha1:\nbefore:\n%s\nafter:\n%s", name, wy, gy)
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -151,6 +152,15 @@ func testTwoArchitectures(t *testing.T, c *cluster) {
 	digest := c.servedDigest(t, string(m.Spec.BuildInputs.RenderedImagePushspec))
 	if !strings.HasSuffix(string(m.Status.CurrentImagePullspec), "@"+digest) {
 		t.Fatalf("status has %s, the registry serves %s under the tag", m.Status.CurrentImagePullspec, digest)
+	}
+	// v1 too, as OpenShift 4.19 clients read it: the API server reaches the controller's
+	// conversion webhook through Service mosb-webhook, with the CA the controller wrote.
+	v1 := &mcfgv1.MachineOSConfig{}
+	if err := c.Client.Get(t.Context(), client.ObjectKey{Name: name}, v1); err != nil {
+		t.Fatalf("reading %s through v1 (the conversion webhook): %v", name, err)
+	}
+	if string(v1.Status.CurrentImagePullSpec) != string(m.Status.CurrentImagePullspec) || v1.Status.MachineOSBuild == nil || v1.Status.MachineOSBuild.Name != b.Name {
+		t.Errorf("through v1: image %s, build %+v; want %s, %s", v1.Status.CurrentImagePullSpec, v1.Status.MachineOSBuild, m.Status.CurrentImagePullspec, b.Name)
 	}
 	idx := c.index(t, string(m.Status.CurrentImagePullspec))
 	for _, arch := range []string{"amd64", "arm64"} {
