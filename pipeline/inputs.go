@@ -173,18 +173,10 @@ func (r *BuildReconciler) gatherClusterConfig(ctx context.Context, obj string, i
 	switch err := r.Client.Get(ctx, types.NamespacedName{Name: ImageConfigName}, img); {
 	case err == nil:
 		in.Cluster.Image = img
-		if ca := img.Spec.AdditionalTrustedCA.Name; ca != "" {
-			cm := &corev1.ConfigMap{}
-			err := r.Client.Get(ctx, types.NamespacedName{Namespace: TrustedCANamespace, Name: ca}, cm)
-			switch {
-			case err == nil:
-				in.Cluster.AdditionalTrustedCA = cm
-			case apierrors.IsNotFound(err):
-				return fail(ReasonInvalidClusterConfig, err, "%s cannot be built: image.config.openshift.io/cluster names additionalTrustedCA ConfigMap %s, which does not exist in %s; create it or clear spec.additionalTrustedCA",
-					obj, ca, TrustedCANamespace), nil
-			default:
-				return nil, err
-			}
+		var f *Failure
+		var err error
+		if in.Cluster.AdditionalTrustedCA, f, err = r.trustedCA(ctx, obj, "image", "additionalTrustedCA", img.Spec.AdditionalTrustedCA.Name); f != nil || err != nil {
+			return f, err
 		}
 	case meta.IsNoMatchError(err):
 		r.logOnce(ctx, "no-image-api", "the Image config API is not installed; no registry policy applies")
@@ -196,18 +188,10 @@ func (r *BuildReconciler) gatherClusterConfig(ctx context.Context, obj string, i
 	switch err := r.Client.Get(ctx, types.NamespacedName{Name: registry.ProxyName}, proxy); {
 	case err == nil:
 		in.Cluster.Proxy = proxy
-		if ca := proxy.Spec.TrustedCA.Name; ca != "" {
-			cm := &corev1.ConfigMap{}
-			err := r.Client.Get(ctx, types.NamespacedName{Namespace: TrustedCANamespace, Name: ca}, cm)
-			switch {
-			case err == nil:
-				in.Cluster.ProxyTrustedCA = cm
-			case apierrors.IsNotFound(err):
-				return fail(ReasonInvalidClusterConfig, err, "%s cannot be built: proxy.config.openshift.io/cluster names trustedCA ConfigMap %s, which does not exist in %s; create it or clear spec.trustedCA",
-					obj, ca, TrustedCANamespace), nil
-			default:
-				return nil, err
-			}
+		var f *Failure
+		var err error
+		if in.Cluster.ProxyTrustedCA, f, err = r.trustedCA(ctx, obj, "proxy", "trustedCA", proxy.Spec.TrustedCA.Name); f != nil || err != nil {
+			return f, err
 		}
 	case meta.IsNoMatchError(err):
 		r.logOnce(ctx, "no-proxy-api", "the Proxy config API is not installed; builds use no cluster proxy")
@@ -234,6 +218,25 @@ func (r *BuildReconciler) gatherClusterConfig(ctx context.Context, obj string, i
 		in.Cluster.ImageContentPolicies = icps.Items
 	}
 	return nil, nil
+}
+
+// trustedCA reads the ConfigMap of openshift-config that a cluster config object (kind: image or
+// proxy) names in field; nil when it names none.
+func (r *BuildReconciler) trustedCA(ctx context.Context, obj, kind, field, name string) (*corev1.ConfigMap, *Failure, error) {
+	if name == "" {
+		return nil, nil, nil
+	}
+	cm := &corev1.ConfigMap{}
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: TrustedCANamespace, Name: name}, cm)
+	switch {
+	case err == nil:
+		return cm, nil, nil
+	case apierrors.IsNotFound(err):
+		return nil, fail(ReasonInvalidClusterConfig, err, "%s cannot be built: %s.config.openshift.io/cluster names %s ConfigMap %s, which does not exist in %s; create it or clear spec.%s",
+			obj, kind, field, name, TrustedCANamespace, field), nil
+	default:
+		return nil, nil, err
+	}
 }
 
 func (r *BuildReconciler) listOptional(ctx context.Context, list client.ObjectList, kind string) (bool, error) {

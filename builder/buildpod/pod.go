@@ -216,18 +216,7 @@ func Objects(r Request) (*corev1.ConfigMap, *corev1.Pod, error) {
 		return nil, nil, fmt.Errorf("the %s build request of %s/%s is %d bytes; a ConfigMap holds at most %d (the Containerfile, the context files such as the rendered MachineConfig, registries.conf, policy.json and the CAs count)",
 			r.Build.Arch, r.Namespace, r.Name, size, maxConfigMapSize)
 	}
-	meta := func() metav1.ObjectMeta {
-		owner := r.Owner
-		owner.Controller, owner.BlockOwnerDeletion = ptr(true), ptr(true)
-		var labels map[string]string
-		if len(r.Labels) > 0 {
-			labels = make(map[string]string, len(r.Labels))
-			for k, v := range r.Labels {
-				labels[k] = v
-			}
-		}
-		return metav1.ObjectMeta{Name: r.Name, Namespace: r.Namespace, Labels: labels, OwnerReferences: []metav1.OwnerReference{owner}}
-	}
+	meta := func() metav1.ObjectMeta { return r.objectMeta(r.Name) }
 
 	cm := &corev1.ConfigMap{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
@@ -337,6 +326,18 @@ func Objects(r Request) (*corev1.ConfigMap, *corev1.Pod, error) {
 		pod.Spec.DNSPolicy = corev1.DNSClusterFirstWithHostNet
 	}
 	return cm, pod, nil
+}
+
+// objectMeta is the metadata of an object of the request: its labels (copied) and the
+// MachineOSBuild as its controller owner.
+func (r Request) objectMeta(name string) metav1.ObjectMeta {
+	owner := r.Owner
+	owner.Controller, owner.BlockOwnerDeletion = ptr(true), ptr(true)
+	var labels map[string]string
+	if len(r.Labels) > 0 {
+		labels = maps.Clone(r.Labels)
+	}
+	return metav1.ObjectMeta{Name: name, Namespace: r.Namespace, Labels: labels, OwnerReferences: []metav1.OwnerReference{owner}}
 }
 
 // requestEntry is one file of the request volume: its ConfigMap key and its path in the volume.

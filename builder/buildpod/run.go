@@ -100,22 +100,13 @@ func ProxySecret(r Request) *corev1.Secret {
 	if r.Proxy.IsZero() {
 		return nil
 	}
-	owner := r.Owner
-	owner.Controller, owner.BlockOwnerDeletion = ptr(true), ptr(true)
-	var labels map[string]string
-	if len(r.Labels) > 0 {
-		labels = make(map[string]string, len(r.Labels))
-		for k, v := range r.Labels {
-			labels[k] = v
-		}
-	}
 	data := map[string][]byte{}
 	for k, v := range r.Proxy.Env() {
 		data[k] = []byte(v)
 	}
 	return &corev1.Secret{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-		ObjectMeta: metav1.ObjectMeta{Name: ProxySecretName(r), Namespace: r.Namespace, Labels: labels, OwnerReferences: []metav1.OwnerReference{owner}},
+		ObjectMeta: r.objectMeta(ProxySecretName(r)),
 		Immutable:  ptr(true),
 		Type:       corev1.SecretTypeOpaque,
 		Data:       data,
