@@ -119,18 +119,24 @@ func PlanWebhookCerts(now time.Time, cur WebhookCerts, p WebhookCertPolicy) (Web
 		}
 		next = WebhookCerts{CACert: fresh.certPEM, CAKey: fresh.keyPEM}
 		ca, reissue = fresh, true
-	case pastFraction(now, ca.cert, 2, 3):
+	case pastFraction(now, ca.cert, 2, 3) && len(cur.NextCACert) > 0:
 		// Promote the next CA (made at half-life, in the bundle since).
 		promoted, err := parseKeyPair(cur.NextCACert, cur.NextCAKey)
 		if err != nil {
-			if promoted, err = newCA(now, p.CAValidity); err != nil {
+			// Unreadable: make another, which signs once it has been published (a later round).
+			upcoming, err := newCA(now, p.CAValidity)
+			if err != nil {
 				return cur, false, err
 			}
+			next.NextCACert, next.NextCAKey = upcoming.certPEM, upcoming.keyPEM
+			break
 		}
 		next.PreviousCACert, next.CACert, next.CAKey = cur.CACert, promoted.certPEM, promoted.keyPEM
 		next.NextCACert, next.NextCAKey = nil, nil
 		ca, reissue = promoted, true
 	case pastFraction(now, ca.cert, 1, 2) && len(cur.NextCACert) == 0:
+		// Also past two thirds without a next CA (the controller was down): it is made now and
+		// signs from a later round, once the API server has had the bundle that trusts it.
 		upcoming, err := newCA(now, p.CAValidity)
 		if err != nil {
 			return cur, false, err

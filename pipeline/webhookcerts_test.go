@@ -118,3 +118,31 @@ func TestShortLivedWebhookCertsAreNotRenewedAtOnce(t *testing.T) {
 		t.Errorf("a second later: changed %v, %v", changed, err)
 	}
 }
+
+// A controller down from before half of its CA's life to after two thirds finds no next CA: it
+// makes one and keeps signing with the old CA until the new one has been published.
+func TestAMissedHalfLifeStillRotatesWithoutAGap(t *testing.T) {
+	policy := pipeline.WebhookCertPolicy{CAValidity: 90 * time.Minute, ServingValidity: 10 * time.Minute, Hosts: []string{"h.example"}}
+	start := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	certs, _, err := pipeline.PlanWebhookCerts(start, pipeline.WebhookCerts{}, policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := start.Add(65 * time.Minute)
+	published := certs.CABundle(late)
+	next, _, err := pipeline.PlanWebhookCerts(late, certs, policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(next.NextCACert) == 0 || string(next.CACert) != string(certs.CACert) {
+		t.Fatal("want a next CA made and the current one still signing")
+	}
+	if err := verifies(t, next, published, "h.example", late); err != nil {
+		t.Fatalf("the serving certificate does not verify with what the API server holds: %v", err)
+	}
+	published = next.CABundle(late)
+	after, _, err := pipeline.PlanWebhookCerts(late.Add(time.Minute), next, policy)
+	if err != nil || string(after.CACert) != string(next.NextCACert) || verifies(t, after, published, "h.example", late.Add(time.Minute)) != nil {
+		t.Fatalf("a round later the next CA signs, trusted by the published bundle: %v", err)
+	}
+}
