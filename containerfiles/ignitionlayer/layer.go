@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -282,8 +283,8 @@ func (l *layout) layer() (*Layer, error) {
 	for _, p := range paths {
 		e := l.entries[p]
 		name := strings.TrimPrefix(p, "/")
-		if name == "" {
-			return nil, fmt.Errorf("%w: an entry at / cannot be laid", ErrInvalidConfig)
+		if name == "" || !strings.HasPrefix(p, "/") || path.Clean(p) != p {
+			return nil, fmt.Errorf("%w: %q is not a clean absolute path other than /", ErrInvalidConfig, p)
 		}
 		hdr := &tar.Header{
 			Typeflag: e.typeflag, Name: name, Mode: e.mode, Uid: e.uid, Gid: e.gid,

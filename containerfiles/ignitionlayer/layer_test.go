@@ -249,6 +249,7 @@ func TestBadConfigsAreRefusedWithoutQuotingContent(t *testing.T) {
 			"is not gzip-compressed"},
 		"spec 2":        {`{"ignition":{"version":"2.2.0"}}`, "Ignition spec 3.0 to 3.5"},
 		"relative path": {`{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"etc/x"}]}}`, "spec.config"},
+		"unclean path":  {`{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/../../x"}]}}`, "not fully simplified"},
 	}
 	for name, c := range cases {
 		_, err := ignitionlayer.FromMachineConfig([]byte(`{"spec":{"config":` + c.ignition + `}}`))
