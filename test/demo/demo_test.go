@@ -14,6 +14,9 @@ import (
 	"github.com/mosb-dev/mosb/test/harness"
 )
 
+// v1alpha1MOSC is the MachineOSConfig resource in mosb's own version, for kubectl.
+const v1alpha1MOSC = "machineosconfigs.v1alpha1.machineconfiguration.openshift.io"
+
 // TestKeptDemo is `make demo KEEP=1` as a newcomer uses it: the command returns with the cluster up
 // and says how to use it; the kubectl commands it prints work, and the change it suggests builds a
 // second image; `make demo-down` then leaves no process, mount, cgroup or directory behind.
@@ -56,7 +59,7 @@ func TestKeptDemo(t *testing.T) {
 	if err := start.Run(); err != nil {
 		t.Fatalf("demo -keep: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{readyLine, "export KUBECONFIG=" + filepath.Join(keptDir, "kubeconfig"), "kubectl patch machineosconfig worker", "make demo-down"} {
+	for _, want := range []string{readyLine, "export KUBECONFIG=" + filepath.Join(keptDir, "kubeconfig"), "kubectl patch " + v1alpha1MOSC + " worker", "make demo-down"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the demo's output does not say %q:\n%s", want, out.String())
 		}
@@ -71,17 +74,19 @@ func TestKeptDemo(t *testing.T) {
 		b, err := cmd.CombinedOutput()
 		return strings.TrimSpace(string(b)), err
 	}
+	// kubectl reads v1, the group's preferred version, unless the resource names v1alpha1, the
+	// form the demo's MachineOSConfig and these field names are in.
 	const image = "{.status.currentImagePullspec}"
-	first, err := kubectl("get", "machineosconfig", "worker", "-o", "jsonpath="+image)
+	first, err := kubectl("get", v1alpha1MOSC, "worker", "-o", "jsonpath="+image)
 	if err != nil || !strings.Contains(first, "@sha256:") {
 		t.Fatalf("no image in status after the demo: %q %v", first, err)
 	}
 	// The change the demo suggests, as it prints it.
-	if out, err := kubectl("patch", "machineosconfig", "worker", "--type", "merge", "-p", `{"spec":{"buildInputs":{"containerFile":[{"content":"RUN echo changed > /etc/motd"}]}}}`); err != nil {
+	if out, err := kubectl("patch", v1alpha1MOSC, "worker", "--type", "merge", "-p", `{"spec":{"buildInputs":{"containerFile":[{"content":"RUN echo changed > /etc/motd"}]}}}`); err != nil {
 		t.Fatalf("kubectl patch: %v\n%s", err, out)
 	}
 	harness.Eventually(ctx, t, time.Second, 5*time.Minute, "a second image in status", func(ctx context.Context) (bool, error) {
-		got, err := kubectl("get", "machineosconfig", "worker", "-o", `jsonpath=`+image+` {.status.conditions[?(@.type=="Ready")].status}`)
+		got, err := kubectl("get", v1alpha1MOSC, "worker", "-o", `jsonpath=`+image+` {.status.conditions[?(@.type=="Ready")].status}`)
 		if err != nil {
 			return false, err
 		}

@@ -126,10 +126,11 @@ func (d *demo) stayUp(ctx context.Context, cp *harness.ControlPlane, reg *harnes
 Registry: %[4]s (TLS, CA %[5]s/%[4]s/ca.crt), credentials in %[6]s:
   skopeo inspect --authfile %[6]s --cert-dir %[5]s/%[4]s docker://%[4]s/os/worker:latest
 
-A change of the MachineOSConfig builds a new image (a second MachineOSBuild, then the new digest in status):
-  kubectl patch machineosconfig worker --type merge -p '{"spec":{"buildInputs":{"containerFile":[{"content":"RUN echo changed > /etc/motd"}]}}}'
+A change of the MachineOSConfig builds a new image (a second MachineOSBuild, then the new digest in status).
+kubectl reads v1, OpenShift's form, unless told v1alpha1, the form examples/demo is written in:
+  kubectl patch machineosconfigs.v1alpha1.machineconfiguration.openshift.io worker --type merge -p '{"spec":{"buildInputs":{"containerFile":[{"content":"RUN echo changed > /etc/motd"}]}}}'
   kubectl get machineosbuilds -w
-(or `+"`kubectl edit machineosconfig worker`"+`). The controller's log: %[7]s
+(or `+"`kubectl edit machineosconfig worker`"+`, in v1). The controller's log: %[7]s
 `, kubeconfig, kubectl, ns, reg.Host, reg.CertsDir, auth, controllerLog)
 	if err := os.WriteFile(filepath.Join(keptDir, "README"), []byte(usage), 0o600); err != nil {
 		return err
