@@ -4,16 +4,12 @@ import (
 	"archive/tar"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/mosb-dev/mosb/pipeline"
-	"github.com/mosb-dev/mosb/test/harness"
 )
 
 // TestTheRenderedMachineConfigIsInTheImage gives the pool a rendered MachineConfig with a file, a
@@ -57,25 +53,8 @@ func TestTheRenderedMachineConfigIsInTheImage(t *testing.T) {
 		t.Errorf("%s condition: %+v", pipeline.ConditionMachineConfigInImage, c)
 	}
 
-	ref, err := name.ParseReference(b.Status.DigestedImagePushspec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := remote.Image(ref, remote.WithAuth(e.reg.Auth()), remote.WithTransport(e.reg.Transport()), remote.WithContext(t.Context()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries := map[string]tar.Header{}
-	files := map[string]string{}
-	if err := harness.WalkImage(img, func(h *tar.Header, r io.Reader) error {
-		p := strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/")
-		entries[p] = *h
-		data, err := io.ReadAll(r)
-		files[p] = string(data)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	pushed := e.pushedImage(b.Status.DigestedImagePushspec)
+	entries, files := pushed.headers, pushed.files
 	check := func(p string, typeflag byte, mode int64, uid int, link string) {
 		t.Helper()
 		h, ok := entries[p]

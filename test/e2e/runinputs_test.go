@@ -28,8 +28,16 @@ import (
 	"github.com/mosb-dev/mosb/test/harness"
 )
 
-// imageBlobs is every layer entry's name and content and the image config of a pushed image.
-func (e *env) imageBlobs(pullspec string) (files map[string]string, config string) {
+// pushedImage is what a test reads of a pushed image: every layer entry's header (the latest
+// layer's) and content (every layer's, concatenated, so that nothing a later layer hides is
+// missed), by path without "./" or a trailing "/", and the image config.
+type pushedImage struct {
+	headers map[string]tar.Header
+	files   map[string]string
+	config  string
+}
+
+func (e *env) pushedImage(pullspec string) pushedImage {
 	e.t.Helper()
 	ref, err := name.ParseReference(pullspec)
 	if err != nil {
@@ -39,10 +47,12 @@ func (e *env) imageBlobs(pullspec string) (files map[string]string, config strin
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	files = map[string]string{}
+	out := pushedImage{headers: map[string]tar.Header{}, files: map[string]string{}}
 	if err := harness.WalkImage(img, func(h *tar.Header, r io.Reader) error {
+		p := strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/")
+		out.headers[p] = *h
 		data, err := io.ReadAll(r)
-		files[strings.TrimPrefix(h.Name, "./")] += string(data)
+		out.files[p] += string(data)
 		return err
 	}); err != nil {
 		e.t.Fatal(err)
@@ -51,7 +61,8 @@ func (e *env) imageBlobs(pullspec string) (files map[string]string, config strin
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return files, string(raw)
+	out.config = string(raw)
+	return out
 }
 
 // TestEntitlementsReachRunStepsAndNoLayer creates the entitlement Secret and the yum repository
@@ -77,7 +88,8 @@ func TestEntitlementsReachRunStepsAndNoLayer(t *testing.T) {
 		"grep -o 'cdn.example' /etc/yum.repos.d/private.repo > /etc/repo-host"))
 	b := e.waitBuilt(mosc, 1)
 
-	files, config := e.imageBlobs(b.Status.DigestedImagePushspec)
+	pushed := e.pushedImage(b.Status.DigestedImagePushspec)
+	files, config := pushed.files, pushed.config
 	if got, want := strings.TrimSpace(files["etc/entitlement-sum"]), fmt.Sprintf("%x", md5.Sum([]byte(entitlement))); got != want {
 		t.Errorf("the RUN step read an entitlement summing to %q, want %q", got, want)
 	}
@@ -122,7 +134,8 @@ func TestTheClusterProxyCarriesRunSteps(t *testing.T) {
 	e.create(e.newMOSC(mosc, "RUN wget -q -O - http://deb.debian.org/debian/dists/bookworm/Release | head -n 1 > /etc/debian-origin"))
 	b := e.waitBuilt(mosc, 1)
 
-	files, config := e.imageBlobs(b.Status.DigestedImagePushspec)
+	pushed := e.pushedImage(b.Status.DigestedImagePushspec)
+	files, config := pushed.files, pushed.config
 	if got := strings.TrimSpace(files["etc/debian-origin"]); got != "Origin: Debian" {
 		t.Errorf("the RUN step fetched %q, want Debian's Release file", got)
 	}

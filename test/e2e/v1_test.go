@@ -84,7 +84,7 @@ spec:
 	if ref := v1.Status.MachineOSBuild; ref == nil || ref.Name != builds.Items[0].Name || ref.Resource != "machineosbuilds" {
 		t.Errorf("v1 status.machineOSBuild %+v, want %s", ref, builds.Items[0].Name)
 	}
-	if files, _ := e.imageBlobs(image); strings.TrimSpace(files["etc/v1"]) != "built-from-v1" {
+	if strings.TrimSpace(e.pushedImage(image).files["etc/v1"]) != "built-from-v1" {
 		t.Errorf("the image lacks the v1 content's file")
 	}
 
