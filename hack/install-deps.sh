@@ -19,6 +19,7 @@ declare -A want=(
   [time]=/usr/bin/time                 # make bench: peak RSS of a tool, measured from a small parent
   [prometheus]=/usr/bin/promtool       # promtool checks and unit-tests deploy/monitoring's alerts
   [tinyproxy]=/usr/bin/tinyproxy       # the forward proxy the proxy e2e sends builds through
+  [iptables]=/usr/sbin/iptables        # the proxy e2e blocks direct web access with it (also a dependency of buildah)
 )
 
 # make image cross-compiles mosb (cgo) for arm64 and takes its loader and libc from the sysroot.
