@@ -114,6 +114,10 @@ type Request struct {
 	ActiveDeadlineSeconds *int64
 	// HostNetwork runs the pod in the node's network namespace (only when a flag asks for it).
 	HostNetwork bool
+	// ServiceAccount is the pod's ServiceAccount (empty: the namespace's default). Its token is
+	// never mounted; it is what admission (OpenShift's SCCs) judges a pod by when the pod's
+	// creator is the Job controller rather than mosb.
+	ServiceAccount string
 	// NodeSelector is where the pod may run, as the controller decided it (e.g. a node that runs
 	// the architecture under emulation); nil: a node of the build's architecture
 	// (kubernetes.io/arch).
@@ -298,6 +302,7 @@ func Objects(r Request) (*corev1.ConfigMap, *corev1.Pod, error) {
 			ActiveDeadlineSeconds: copyInt64(r.ActiveDeadlineSeconds),
 			// The worker makes no API call: no token in the pod.
 			AutomountServiceAccountToken: ptr(false),
+			ServiceAccountName:           r.ServiceAccount,
 			// Service environment variables are noise in a build's environment.
 			EnableServiceLinks: ptr(false),
 			HostNetwork:        r.HostNetwork,

@@ -853,6 +853,15 @@ func TestPodObjectsAreAcceptedByTheAPIServer(t *testing.T) {
 	if sc := stored.Spec.Containers[0].SecurityContext; sc == nil || sc.AppArmorProfile == nil || len(sc.Capabilities.Add) != len(pod.Spec.Containers[0].SecurityContext.Capabilities.Add) {
 		t.Errorf("the stored pod lost part of its securityContext: %+v", sc)
 	}
+	// The Job the controller creates: batch/v1's validation of its template and its name.
+	r.Name = strings.Repeat("j", 63)
+	_, job, err := buildpod.JobObjects(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.Client.Create(ctx, job); err != nil {
+		t.Fatalf("the API server refused the Job: %v", err)
+	}
 }
 
 // materializeConfigMap lays the request ConfigMap out in dir exactly as kubelet's atomic writer
