@@ -156,7 +156,12 @@ type ArchitectureBuild struct {
 	// +required
 	Architecture string `json:"architecture"`
 
-	// podName is the build pod of this architecture.
+	// jobName is the batch/v1 Job that builds this architecture (its current attempt).
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	JobName string `json:"jobName,omitempty"`
+
+	// podName is the build pod of this architecture: the pod its Job made.
 	// +optional
 	PodName string `json:"podName,omitempty"`
 
