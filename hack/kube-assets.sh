@@ -6,6 +6,8 @@
 #   hack/kube-assets.sh            -> prints the assets dir (for KUBEBUILDER_ASSETS)
 #   hack/kube-assets.sh kubelet    -> also builds kube-controller-manager, kube-scheduler and kubelet of
 #                                     the same version (a single-node cluster that runs real pods)
+#   hack/kube-assets.sh controller-manager -> also builds kube-controller-manager (its Job controller
+#                                     gives the e2e suite's Jobs their pods)
 #
 # Env: K8S_VERSION, ETCD_VERSION, MOSB_CACHE (default ~/.cache/mosb).
 set -euo pipefail
@@ -68,7 +70,10 @@ build_kube() { # build_kube NAME...
 
 mkdir -p "$ASSETS"
 want=(kube-apiserver)
-if [ "${1:-}" = kubelet ]; then want+=(kube-controller-manager kube-scheduler kubelet); fi
+case "${1:-}" in
+  kubelet) want+=(kube-controller-manager kube-scheduler kubelet) ;;
+  controller-manager) want+=(kube-controller-manager) ;;
+esac
 if [ ! -x "$ASSETS/etcd" ]; then
   say "building etcd v$ETCD_VERSION"; build_etcd
 fi

@@ -54,6 +54,7 @@ type cluster struct {
 func newCluster(t *testing.T, f *fixture, mosb, arch string) *cluster {
 	t.Helper()
 	cp := harness.StartControlPlane(t)
+	cp.StartJobController(t)
 	wc, err := client.NewWithWatch(cp.Config, client.Options{Scheme: harness.Scheme()})
 	if err != nil {
 		t.Fatal(err)

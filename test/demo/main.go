@@ -121,6 +121,7 @@ func (d *demo) runDemo(mosbBin string, timeout time.Duration, standIn bool) erro
 		fmt.Printf("==> NOTE: no real kubelet here (%s): build pods run on the kubelet stand-in\n", why)
 		step("starting kube-apiserver + etcd (with mosb's and the OpenShift CRDs)")
 		cp = harness.StartControlPlane(d)
+		cp.StartJobController(d)
 	}
 	c := cp.Client
 	step("starting a docker-registry with htpasswd authentication and TLS")

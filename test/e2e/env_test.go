@@ -81,6 +81,8 @@ func newEnvWith(t *testing.T, o envOptions, arches ...string) *env {
 	}
 	bin := mosbBinary(t)
 	e := &env{t: t, cp: harness.StartControlPlane(t, o.controlPlane...), reg: harness.StartRegistry(t, o.registry...)}
+	// Builds run as Jobs: the Job controller makes their pods, which the stand-in runs.
+	e.cp.StartJobController(t)
 	e.c = e.cp.Client
 	if len(arches) == 1 {
 		e.base = harness.PushBaseImage(t, e.reg, "os/base", arches[0])

@@ -161,16 +161,16 @@ func StartKubeletCluster(t T, opts ...ControlPlaneOption) *KubeletCluster {
 	c.start(t, "kube-scheduler", filepath.Join(assets, "kube-scheduler"),
 		"--kubeconfig="+sched, "--authentication-kubeconfig="+sched, "--authorization-kubeconfig="+sched,
 		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(mustFreePort(t)))
-	// The controllers a Deployment, its pods' ServiceAccount token and garbage collection need,
-	// the node lifecycle controller, which lifts the not-ready taint a kubelet registers its node
-	// with, and the endpoints controller, by which the API server reaches mosb's conversion webhook
-	// (--enable-aggregator-routing); they act as one privileged user instead of one ServiceAccount
-	// each.
+	// The controllers a Deployment, mosb's build Jobs, pods' ServiceAccount tokens and garbage
+	// collection need, the node lifecycle controller, which lifts the not-ready taint a kubelet
+	// registers its node with, and the endpoints controller, by which the API server reaches mosb's
+	// conversion webhook (--enable-aggregator-routing); they act as one privileged user instead of
+	// one ServiceAccount each.
 	kcm := c.KubeconfigFor(t, "system:kube-controller-manager", "system:masters")
 	c.start(t, "kube-controller-manager", filepath.Join(assets, "kube-controller-manager"),
 		"--kubeconfig="+kcm, "--authentication-kubeconfig="+kcm, "--authorization-kubeconfig="+kcm,
 		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(mustFreePort(t)),
-		"--controllers=deployment,replicaset,serviceaccount,root-ca-cert-publisher,garbagecollector,namespace,nodelifecycle,endpoint,endpointslice",
+		"--controllers=deployment,replicaset,job,serviceaccount,root-ca-cert-publisher,garbagecollector,namespace,nodelifecycle,endpoint,endpointslice",
 		"--root-ca-file="+filepath.Join(pki, "ca.crt"), "--use-service-account-credentials=false")
 	c.startKubelet(t, filepath.Join(assets, "kubelet"), filepath.Join(pki, "kubelet-client-ca.crt"))
 	return c
@@ -366,7 +366,12 @@ type process struct {
 
 func (c *KubeletCluster) start(t T, name, bin string, args ...string) {
 	t.Helper()
-	logPath := filepath.Join(c.Dir, name+".log")
+	c.procs[name] = startProcess(t, filepath.Join(c.Dir, name+".log"), name, bin, args...)
+}
+
+// startProcess starts a component with its output in logPath.
+func startProcess(t T, logPath, name, bin string, args ...string) *process {
+	t.Helper()
 	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -381,7 +386,7 @@ func (c *KubeletCluster) start(t T, name, bin string, args ...string) {
 	}
 	p := &process{name: name, cmd: cmd, exited: make(chan struct{}), log: logPath}
 	go func() { _ = cmd.Wait(); logf.Close(); close(p.exited) }()
-	c.procs[name] = p
+	return p
 }
 
 // waitFor polls ready until it succeeds, failing the test with the component's log tail when the
