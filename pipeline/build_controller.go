@@ -13,6 +13,7 @@ import (
 	"time"
 
 	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -58,6 +59,8 @@ type BuildReconciler struct {
 	DefaultArch    string
 	BuilderVersion string
 	HostNetwork    bool
+	// BuildServiceAccount is the build pods' ServiceAccount (empty: the namespace's default).
+	BuildServiceAccount string
 	// AllowEmulation lets a build pod run on a node labelled EmulationLabel(arch)=true when the
 	// cluster has no schedulable node of its architecture (see Place).
 	AllowEmulation bool
@@ -501,30 +504,34 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 	var waiting []string // why pods wait for a node, for the Building condition
 	place := r.placer(ctx)
 	for i, a := range plan.Arches {
-		podName := fmt.Sprintf("%s-%s-%d", b.Name, a.Arch, status.Attempt)
-		entry := mosbv1.ArchitectureBuild{Architecture: a.Arch, PodName: podName, ContainerfileArch: string(a.Selection.EntryArch), Message: noContentNote(a)}
-		pod, created, err := r.pod(ctx, status, podName)
+		jobName := JobName(b.Name, a.Arch, status.Attempt)
+		entry := mosbv1.ArchitectureBuild{Architecture: a.Arch, JobName: jobName, ContainerfileArch: string(a.Selection.EntryArch), Message: noContentNote(a)}
+		job, pod, created, err := r.job(ctx, status, jobName)
 		if err != nil {
 			return 0, err
 		}
-		// Where a pod goes is decided when it is made; one no node has taken yet moves when
-		// its placement would be different now (and could run). Any other pod is adopted as
-		// it is, placed by whichever controller made it.
+		if pod != nil {
+			entry.PodName = pod.Name
+		}
+		// Where a pod goes is decided when its Job is made; a Job whose pod no node has taken yet
+		// is made again when its placement would be different now (and could run). Any other Job
+		// is adopted as it is, placed by whichever controller made it.
 		var placement Placement
-		if (pod == nil && !created) || Unscheduled(pod) {
+		if (job == nil && !created) || Unscheduled(pod) {
 			if placement, err = place(a.Arch); err != nil {
 				return 0, err
 			}
 		}
-		if (pod == nil && !created) || Replace(pod, placement) {
-			if pod == nil {
+		if (job == nil && !created) || Replace(pod, placement) {
+			if job == nil {
 				if err := r.confirmCurrent(ctx, b); err != nil {
 					return 0, err
 				}
 			}
-			if err := r.placePod(ctx, plan, a, b, podName, pod, placement); err != nil {
+			if err := r.placeJob(ctx, plan, a, b, jobName, job, pod, placement); err != nil {
 				return 0, err
 			}
+			entry.PodName = ""
 			entry.Message = joinNotes(entry.Message, placement.Message)
 			if placement.Waiting {
 				waiting = append(waiting, placement.Message)
@@ -532,7 +539,7 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 			setArch(status, entry)
 			continue
 		}
-		out := ClassifyPod(pod, podName, now.Time, r.imagePullGrace())
+		out := ClassifyJob(job, pod, jobName, now.Time, r.imagePullGrace())
 		outcomes[i] = out
 		switch {
 		case out.Failed:
@@ -549,6 +556,7 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 		}
 		setArch(status, entry)
 	}
+	status.Builder = BuilderReference(status, r.Namespace)
 
 	d := DecideAttempt(AttemptState{Attempt: status.Attempt, MaxRetries: r.MaxRetries, Arches: plan.ArchNames(),
 		Outcomes: outcomes, Waiting: waiting, Namespace: r.Namespace})
@@ -556,7 +564,7 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 	switch d.Step {
 	case AttemptRetry:
 		// This attempt's pods go; the next attempt starts after the backoff.
-		if err := r.cleanup(ctx, b); err != nil {
+		if err := r.cleanup(ctx, b, false); err != nil {
 			return 0, err
 		}
 		status.FailedAttempts = append(status.FailedAttempts, mosbv1.BuildAttemptFailure{Attempt: status.Attempt, Reason: d.Failure.Reason, Message: d.Failure.Message, Time: now})
@@ -606,7 +614,7 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 		r.Recorder.Event(b, evType, reason, message)
 		r.Recorder.Eventf(m, evType, reason, "MachineOSBuild %s: %s", b.Name, message)
 		r.metrics().ended(b, reason)
-		if err := r.cleanup(ctx, b); err != nil {
+		if err := r.cleanup(ctx, b, false); err != nil {
 			return 0, err
 		}
 		return 0, r.pruneHistory(ctx, m, plan, b.Name, phase == PhaseSucceeded)
@@ -614,32 +622,33 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 	return again, nil
 }
 
-// pod finds a build pod. A pod the status says was created but that the API server no longer
-// has is reported as (nil, true): it was deleted. The cache may lag behind a pod just created,
-// so "gone" is confirmed with a direct read.
-func (r *BuildReconciler) pod(ctx context.Context, status *mosbv1.MachineOSBuildStatus, name string) (*corev1.Pod, bool, error) {
+// job finds an architecture's build Job and the pod it made. A Job the status says was created
+// but that the API server no longer has is reported as (nil, nil, true): it was deleted. The cache
+// may lag behind a Job just created, so "gone" is confirmed with a direct read.
+func (r *BuildReconciler) job(ctx context.Context, status *mosbv1.MachineOSBuildStatus, name string) (*batchv1.Job, *corev1.Pod, bool, error) {
 	key := types.NamespacedName{Namespace: r.Namespace, Name: name}
-	pod := &corev1.Pod{}
-	err := r.Client.Get(ctx, key, pod)
-	if err == nil {
-		return pod, true, nil
+	job := &batchv1.Job{}
+	err := r.Client.Get(ctx, key, job)
+	if apierrors.IsNotFound(err) {
+		recorded := false
+		for _, a := range status.Architectures {
+			recorded = recorded || a.JobName == name
+		}
+		if !recorded || r.APIReader == nil {
+			return nil, nil, recorded, nil
+		}
+		if err = r.APIReader.Get(ctx, key, job); apierrors.IsNotFound(err) {
+			return nil, nil, true, nil
+		}
 	}
-	if !apierrors.IsNotFound(err) {
-		return nil, false, err
+	if err != nil {
+		return nil, nil, false, err
 	}
-	recorded := false
-	for _, a := range status.Architectures {
-		recorded = recorded || a.PodName == name
+	pods := &corev1.PodList{}
+	if err := r.Client.List(ctx, pods, client.InNamespace(r.Namespace), client.MatchingLabels{buildpod.LabelJobController: string(job.UID)}); err != nil {
+		return nil, nil, false, fmt.Errorf("listing the pods of Job %s: %w", name, err)
 	}
-	if !recorded || r.APIReader == nil {
-		return nil, recorded, nil
-	}
-	if err := r.APIReader.Get(ctx, key, pod); err == nil {
-		return pod, true, nil
-	} else if !apierrors.IsNotFound(err) {
-		return nil, false, err
-	}
-	return nil, true, nil
+	return job, JobPod(job, pods.Items), true, nil
 }
 
 // confirmCurrent makes sure the MachineOSBuild read from the cache is the API server's before a
@@ -727,7 +736,7 @@ func (r *BuildReconciler) pruneHistory(ctx context.Context, m *mosbv1.MachineOSC
 	r.pruneImages(ctx, m, plan, doomed, currentSucceeded)
 	for i := range doomed {
 		b := &doomed[i]
-		if err := r.cleanup(ctx, b); err != nil {
+		if err := r.cleanup(ctx, b, true); err != nil {
 			return err
 		}
 		if err := r.Client.Delete(ctx, b); client.IgnoreNotFound(err) != nil {
@@ -767,42 +776,49 @@ func setArch(s *mosbv1.MachineOSBuildStatus, e mosbv1.ArchitectureBuild) {
 	sort.Slice(s.Architectures, func(i, j int) bool { return s.Architectures[i].Architecture < s.Architectures[j].Architecture })
 }
 
-// placePod creates an architecture's build pod as placed, replacing old (when not nil): a pod no
-// node has taken, placed otherwise. old goes only as the cache saw it (same UID and
-// resourceVersion): a pod that a scheduler bound meanwhile stays, and the next reconcile sees it.
-func (r *BuildReconciler) placePod(ctx context.Context, plan *Plan, a ArchPlan, b *mosbv1.MachineOSBuild, name string, old *corev1.Pod, p Placement) error {
-	log := ctrl.LoggerFrom(ctx).WithValues("pod", name, "arch", a.Arch, "nodeSelector", p.NodeSelector)
+// placeJob creates an architecture's build Job as placed, replacing old (when not nil): a Job
+// whose pod no node has taken, placed otherwise. The Job and its pod go only as the cache saw the
+// pod (same UID and resourceVersion): a pod that a scheduler bound meanwhile stays, and the next
+// reconcile sees it.
+func (r *BuildReconciler) placeJob(ctx context.Context, plan *Plan, a ArchPlan, b *mosbv1.MachineOSBuild, name string, old *batchv1.Job, oldPod *corev1.Pod, p Placement) error {
+	log := ctrl.LoggerFrom(ctx).WithValues("job", name, "arch", a.Arch, "nodeSelector", p.NodeSelector)
 	if old != nil {
-		uid, rv := old.UID, old.ResourceVersion
-		err := r.Client.Delete(ctx, old, client.Preconditions{UID: &uid, ResourceVersion: &rv})
+		uid, rv := oldPod.UID, oldPod.ResourceVersion
+		err := r.Client.Delete(ctx, oldPod, client.Preconditions{UID: &uid, ResourceVersion: &rv})
 		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 			return nil // it changed or went meanwhile: the next reconcile sees how
 		}
 		if err != nil {
-			return fmt.Errorf("deleting pod %s/%s to place it again: %w", old.Namespace, old.Name, err)
+			return fmt.Errorf("deleting pod %s/%s to place it again: %w", oldPod.Namespace, oldPod.Name, err)
 		}
-		log.Info("moving a build pod no node has taken", "from", old.Spec.NodeSelector)
-		r.Recorder.Eventf(b, corev1.EventTypeNormal, ReasonPodMoved, "build pod %s for %s had no node yet; placed again with node selector %v", name, a.Arch, p.NodeSelector)
+		jobUID := old.UID
+		err = r.Client.Delete(ctx, old, client.Preconditions{UID: &jobUID}, client.PropagationPolicy(metav1.DeletePropagationBackground))
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting Job %s/%s to place it again: %w", old.Namespace, old.Name, err)
+		}
+		// In the background: the Job itself is gone at once, and its name free for the new one.
+		log.Info("moving a build Job whose pod no node has taken", "from", oldPod.Spec.NodeSelector)
+		r.Recorder.Eventf(b, corev1.EventTypeNormal, ReasonPodMoved, "build pod %s of Job %s for %s had no node yet; placed again with node selector %v", oldPod.Name, name, a.Arch, p.NodeSelector)
 	}
-	created, err := r.createPod(ctx, plan, a, b, name, p)
+	created, err := r.createJob(ctx, plan, a, b, name, p)
 	switch {
 	case err != nil:
 		return err
 	case !created:
 		// It was there already (the cache was behind); whoever made it said so.
 	case p.Emulated:
-		log.Info("build pod placed under emulation", "label", EmulationLabel(a.Arch), "message", p.Message)
+		log.Info("build Job placed under emulation", "label", EmulationLabel(a.Arch), "message", p.Message)
 		r.Recorder.Eventf(b, corev1.EventTypeNormal, ReasonEmulated, "%s: %s", name, p.Message)
 	case p.Waiting:
-		log.Info("build pod waits for a node", "message", p.Message)
+		log.Info("build Job waits for a node", "message", p.Message)
 		r.Recorder.Eventf(b, corev1.EventTypeWarning, ReasonNoSchedulableNode, "%s: %s", name, p.Message)
 	}
 	return nil
 }
 
-// createPod creates an architecture's request ConfigMap and build pod, and says whether the pod
+// createJob creates an architecture's request ConfigMap and build Job, and says whether the Job
 // is new (false: it was there already).
-func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan, b *mosbv1.MachineOSBuild, name string, p Placement) (bool, error) {
+func (r *BuildReconciler) createJob(ctx context.Context, plan *Plan, a ArchPlan, b *mosbv1.MachineOSBuild, name string, p Placement) (bool, error) {
 	owner := metav1.NewControllerRef(b, mosbv1.GroupVersion.WithKind("MachineOSBuild"))
 	var deadline *int64
 	if r.BuildTimeout > 0 {
@@ -830,12 +846,13 @@ func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan,
 	req.RegistryBounds = r.RegistryBounds
 	req.ActiveDeadlineSeconds = deadline
 	req.HostNetwork = r.HostNetwork
+	req.ServiceAccount = r.BuildServiceAccount
 	req.NodeSelector = p.NodeSelector
 	req.Resources = resources
 	req.NodeStore = r.NodeStore
-	cm, pod, err := buildpod.Objects(req)
+	cm, job, err := buildpod.JobObjects(req)
 	if err != nil {
-		return false, fmt.Errorf("building the pod of %s for %s: %w", b.Name, a.Arch, err)
+		return false, fmt.Errorf("building the Job of %s for %s: %w", b.Name, a.Arch, err)
 	}
 	if err := r.Client.Create(ctx, cm); err != nil && !apierrors.IsAlreadyExists(err) {
 		return false, fmt.Errorf("creating ConfigMap %s/%s: %w", cm.Namespace, cm.Name, err)
@@ -846,13 +863,13 @@ func (r *BuildReconciler) createPod(ctx context.Context, plan *Plan, a ArchPlan,
 			return false, fmt.Errorf("creating the proxy Secret %s/%s: %w", secret.Namespace, secret.Name, err)
 		}
 	}
-	if err := r.Client.Create(ctx, pod); err != nil {
+	if err := r.Client.Create(ctx, job); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			return false, nil
 		}
-		return false, fmt.Errorf("creating pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		return false, fmt.Errorf("creating Job %s/%s: %w", job.Namespace, job.Name, err)
 	}
-	ctrl.LoggerFrom(ctx).Info("build pod created", "pod", pod.Name, "arch", a.Arch, "emulated", p.Emulated, "resources", describeResources(resources))
+	ctrl.LoggerFrom(ctx).Info("build Job created", "job", job.Name, "arch", a.Arch, "emulated", p.Emulated, "resources", describeResources(resources))
 	return true, nil
 }
 
@@ -921,7 +938,7 @@ func (r *BuildReconciler) registryProblem(err error) (reason, message string) {
 
 // supersede ends a build of older inputs: its pods go, and it says why.
 func (r *BuildReconciler) supersede(ctx context.Context, b *mosbv1.MachineOSBuild) error {
-	if err := r.cleanup(ctx, b); err != nil {
+	if err := r.cleanup(ctx, b, false); err != nil {
 		return err
 	}
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -943,10 +960,19 @@ func (r *BuildReconciler) supersede(ctx context.Context, b *mosbv1.MachineOSBuil
 	})
 }
 
-// cleanup deletes a build's pods and request ConfigMaps.
-func (r *BuildReconciler) cleanup(ctx context.Context, b *mosbv1.MachineOSBuild) error {
+// cleanup deletes a build's pods (which stops a running one: its Job, with no retry of its own,
+// fails), request ConfigMaps and proxy Secrets, and its Jobs too when jobs is set. An ended
+// attempt keeps its Job, a few hundred bytes, as the record `kubectl get jobs` and v1's
+// status.builder show, until its MachineOSBuild goes; its pod goes at once, with the node disk its
+// build used.
+func (r *BuildReconciler) cleanup(ctx context.Context, b *mosbv1.MachineOSBuild, jobs bool) error {
 	sel := client.MatchingLabels{LabelMachineOSBuild: b.Name}
 	ns := client.InNamespace(r.Namespace)
+	if jobs {
+		if err := r.Client.DeleteAllOf(ctx, &batchv1.Job{}, ns, sel, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
+			return fmt.Errorf("deleting the Jobs of %s: %w", b.Name, err)
+		}
+	}
 	if err := r.Client.DeleteAllOf(ctx, &corev1.Pod{}, ns, sel, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
 		return fmt.Errorf("deleting the pods of %s: %w", b.Name, err)
 	}

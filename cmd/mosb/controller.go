@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -43,6 +44,7 @@ type controllerOptions struct {
 	registryTimeout    time.Duration
 	registryBounds     bounds.Bounds
 	hostNetwork        bool
+	buildSA            string
 	metricsAddr        string
 	probeAddr          string
 	leaderElect        bool
@@ -87,6 +89,7 @@ func newControllerCommand() *cobra.Command {
 	fl.DurationVar(&o.buildTimeout, "build-timeout", time.Hour, "the longest a build pod may run (activeDeadlineSeconds)")
 	fl.DurationVar(&o.registryTimeout, "registry-timeout", pipeline.DefaultRegistryTimeout, "the longest one of the controller's own registry operations (checking an image, pushing an index) may take, retries included")
 	addRegistryBoundFlags(fl, &o.registryBounds, "for the controller's own registry calls and its build pods' pulls and pushes")
+	fl.StringVar(&o.buildSA, "build-service-account", "", "the ServiceAccount build pods run as (no token mounted; empty: the namespace's default). On OpenShift, the one allowed to use the mosb-build SCC: the Job controller, not mosb, creates the pods")
 	fl.BoolVar(&o.hostNetwork, "host-network", false, "run build pods on the node's network (single-node dev clusters without a pod network)")
 	fl.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "where /metrics is served; 0 disables it")
 	fl.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "where /healthz and /readyz are served; 0 disables them")
@@ -183,8 +186,9 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 		// Leaving running builds to the next leader is the point: nothing to release on exit.
 		LeaderElectionReleaseOnCancel: true,
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			// Secrets and pods only of the build namespace: mosb reads no others.
+			// Secrets, Jobs and pods only of the build namespace: mosb reads no others.
 			&corev1.Secret{}:    {Namespaces: map[string]cache.Config{o.namespace: {}}},
+			&batchv1.Job{}:      {Namespaces: map[string]cache.Config{o.namespace: {}}},
 			&corev1.Pod{}:       {Namespaces: map[string]cache.Config{o.namespace: {}}},
 			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{o.namespace: {}, pipeline.TrustedCANamespace: {}}},
 		}},
@@ -239,6 +243,7 @@ func runController(cmd *cobra.Command, o controllerOptions) error {
 		DefaultArch:                     runtime.GOARCH,
 		BuilderVersion:                  builderVersion(),
 		HostNetwork:                     o.hostNetwork,
+		BuildServiceAccount:             o.buildSA,
 		AllowEmulation:                  o.allowEmulation,
 		BuildResources:                  resources,
 		NodeStore:                       nodeStore,

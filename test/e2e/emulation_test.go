@@ -155,7 +155,7 @@ func TestEmulationBuildsAnArchitectureNoNodeHas(t *testing.T) {
 	e.create(m)
 	m = e.waitReady("emu")
 	e.checkEmulatedBuild(m, capture)
-	if logs := e.ctrl.logs(); !strings.Contains(logs, `"build pod placed under emulation"`) {
+	if logs := e.ctrl.logs(); !strings.Contains(logs, `"build Job placed under emulation"`) {
 		t.Errorf("the controller did not log the emulated placement:\n%s", logs)
 	}
 }
@@ -270,12 +270,21 @@ func TestUncordoningTheEmulatingNodeMovesAWaitingPod(t *testing.T) {
 
 	e.setUnschedulable("node-amd64", false)
 	eventually(t, buildTimeout, "the arm64 pod moved to the emulating node", func(ctx context.Context) (bool, error) {
+		// The Job is made again under the same name; the Job controller names its new pod.
+		b := e.builds(ctx, "cordon")[0]
+		a := archEntry(&b, "arm64")
+		if a == nil || a.PodName == "" {
+			return false, fmt.Errorf("arm64 entry: %+v", a)
+		}
 		moved := &corev1.Pod{}
-		if err := e.c.Get(ctx, client.ObjectKey{Namespace: buildNamespace, Name: pod.Name}, moved); err != nil {
+		if err := e.c.Get(ctx, client.ObjectKey{Namespace: buildNamespace, Name: a.PodName}, moved); err != nil {
 			return false, client.IgnoreNotFound(err)
 		}
 		if moved.UID == pod.UID {
 			return false, fmt.Errorf("pod %s is still the waiting one, selector %v", pod.Name, moved.Spec.NodeSelector)
+		}
+		if a.JobName != waiting.JobName {
+			return false, fmt.Errorf("the moved pod's Job is %s, want the same name %s", a.JobName, waiting.JobName)
 		}
 		if want := map[string]string{pipeline.EmulationLabel("arm64"): "true"}; !maps.Equal(moved.Spec.NodeSelector, want) {
 			return false, fmt.Errorf("the new pod %s has node selector %v, want %v", moved.Name, moved.Spec.NodeSelector, want)

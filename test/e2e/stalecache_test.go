@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -21,18 +21,18 @@ import (
 )
 
 // A controller whose cache has not yet seen its own status write (the MachineOSBuild recording
-// the pod it made) must not take a deleted pod for one it never made: it would make it again as
+// the Job it made) must not take a deleted Job for one it never made: it would make it again as
 // the same attempt, and the interruption would be lost. The cache is held behind on purpose: while
-// the test holds it, a transform puts the last MachineOSBuild that recorded no pod into the cache
+// the test holds it, a transform puts the last MachineOSBuild that recorded no Job into the cache
 // in place of the one that does. No kubelet runs the build namespace, so the pods stay Pending.
-func TestACacheBehindItsOwnStatusNeverRecreatesADeletedPod(t *testing.T) {
+func TestACacheBehindItsOwnStatusNeverRecreatesADeletedJob(t *testing.T) {
 	t.Parallel()
 	e := newEnvWith(t, envOptions{noController: true, standinNamespaces: []string{"no-builds-here"}})
 	ctx := t.Context()
 
 	var mu sync.Mutex
 	holding := true
-	stale := map[string]*mosbv1.MachineOSBuild{} // by name: the last version that recorded no pod
+	stale := map[string]*mosbv1.MachineOSBuild{} // by name: the last version that recorded no Job
 	held := make(chan string, 1)                 // the name of the build held back
 	stall := func(obj any) (any, error) {
 		b, ok := obj.(*mosbv1.MachineOSBuild)
@@ -41,10 +41,10 @@ func TestACacheBehindItsOwnStatusNeverRecreatesADeletedPod(t *testing.T) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		recordsPod := len(b.Status.Architectures) > 0 && b.Status.Architectures[0].PodName != ""
+		recordsJob := len(b.Status.Architectures) > 0 && b.Status.Architectures[0].JobName != ""
 		switch {
 		case !holding:
-		case !recordsPod:
+		case !recordsJob:
 			stale[b.Name] = b.DeepCopy()
 		case stale[b.Name] != nil:
 			select {
@@ -64,28 +64,28 @@ func TestACacheBehindItsOwnStatusNeverRecreatesADeletedPod(t *testing.T) {
 	select {
 	case name = <-held:
 	case <-time.After(buildTimeout):
-		t.Fatal("the controller never recorded a build pod in a MachineOSBuild's status")
+		t.Fatal("the controller never recorded a build Job in a MachineOSBuild's status")
 	}
 	b := &mosbv1.MachineOSBuild{}
 	if err := e.c.Get(ctx, client.ObjectKey{Name: name}, b); err != nil {
 		t.Fatal(err)
 	}
-	first := b.Status.Architectures[0].PodName
-	pod := &corev1.Pod{}
-	if err := e.c.Get(ctx, client.ObjectKey{Namespace: buildNamespace, Name: first}, pod); err != nil {
+	first := b.Status.Architectures[0].JobName
+	job := &batchv1.Job{}
+	if err := e.c.Get(ctx, client.ObjectKey{Namespace: buildNamespace, Name: first}, job); err != nil {
 		t.Fatal(err)
 	}
-	// Unbound, so the API server deletes it at once; the deletion wakes the controller.
-	if err := e.c.Delete(ctx, pod); err != nil {
+	// The Job goes at once (its pod after it, in the background); the deletion wakes the controller.
+	if err := e.c.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
 		t.Fatal(err)
 	}
 	// What is checked is that something does not happen: watched for a while.
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		again := &corev1.Pod{}
+		again := &batchv1.Job{}
 		err := e.c.Get(ctx, client.ObjectKey{Namespace: buildNamespace, Name: first}, again)
 		if err == nil {
-			t.Fatalf("pod %s was made again (uid %s, was %s) while the controller's cache did not know it had made it", first, again.UID, pod.UID)
+			t.Fatalf("Job %s was made again (uid %s, was %s) while the controller's cache did not know it had made it", first, again.UID, job.UID)
 		}
 		if !apierrors.IsNotFound(err) {
 			t.Fatal(err)

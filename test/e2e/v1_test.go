@@ -12,6 +12,7 @@ import (
 	"time"
 
 	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,6 +56,7 @@ spec:
 	if err := yaml.Unmarshal([]byte(doc), &obj.Object); err != nil {
 		t.Fatal(err)
 	}
+	capture := e.captureRequests()
 	// v1 is served once the controller has written the CRDs' conversion settings.
 	harness.WaitForConversionWebhook(ctx, t, e.c, "")
 	if err := e.c.Create(ctx, obj); err != nil {
@@ -83,6 +85,34 @@ spec:
 	}
 	if ref := v1.Status.MachineOSBuild; ref == nil || ref.Name != builds.Items[0].Name || ref.Resource != "machineosbuilds" {
 		t.Errorf("v1 status.machineOSBuild %+v, want %s", ref, builds.Items[0].Name)
+	}
+	// A Job built it: status.builder names it, it completed, and the build pod was its pod.
+	builder := builds.Items[0].Status.Builder
+	if builder == nil || builder.ImageBuilderType != mcfgv1.JobBuilder || builder.Job == nil || builder.Job.Group != "batch" || builder.Job.Resource != "jobs" {
+		t.Fatalf("v1 status.builder %+v, want a batch Job", builder)
+	}
+	job := &batchv1.Job{}
+	// The controller reads the result from the pod; the Job controller records it in its own time.
+	eventually(t, 30*time.Second, "the Job status.builder names complete", func(ctx context.Context) (bool, error) {
+		if err := e.c.Get(ctx, client.ObjectKey{Namespace: builder.Job.Namespace, Name: builder.Job.Name}, job); err != nil {
+			return false, err
+		}
+		complete := false
+		for _, c := range job.Status.Conditions {
+			complete = complete || (c.Type == batchv1.JobComplete && c.Status == corev1.ConditionTrue)
+		}
+		return complete && job.Status.Succeeded == 1 && job.Status.Failed == 0,
+			fmt.Errorf("Job %s: succeeded %d, failed %d, conditions %+v; want complete with one pod", job.Name, job.Status.Succeeded, job.Status.Failed, job.Status.Conditions)
+	})
+	if !metav1.IsControlledBy(job, &alphaBuild(t, e, builds.Items[0].Name).ObjectMeta) {
+		t.Errorf("Job %s is not controlled by MachineOSBuild %s: %+v", job.Name, builds.Items[0].Name, job.OwnerReferences)
+	}
+	podName := alphaBuild(t, e, builds.Items[0].Name).Status.Architectures[0].PodName
+	capture.mu.Lock()
+	pod := capture.pods[podName]
+	capture.mu.Unlock()
+	if pod == nil || pod.Labels[batchv1.JobNameLabel] != job.Name || !metav1.IsControlledBy(pod, job) {
+		t.Errorf("build pod %s was not the Job's pod: %+v", podName, pod)
 	}
 	if strings.TrimSpace(e.pushedImage(image).files["etc/v1"]) != "built-from-v1" {
 		t.Errorf("the image lacks the v1 content's file")
@@ -119,6 +149,15 @@ spec:
 	if cli := lines[len(lines)-1]; cli != image {
 		t.Errorf("mosb build pushed %s, the controller %s", cli, image)
 	}
+}
+
+func alphaBuild(t *testing.T, e *env, name string) *mosbv1.MachineOSBuild {
+	t.Helper()
+	b := &mosbv1.MachineOSBuild{}
+	if err := e.c.Get(t.Context(), client.ObjectKey{Name: name}, b); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func writeFile(t *testing.T, path, content string) {

@@ -45,6 +45,7 @@ const (
 	rProxy   = "proxies.config.openshift.io"
 	rCRD     = "customresourcedefinitions.apiextensions.k8s.io"
 	rLease   = "leases.coordination.k8s.io"
+	rJob     = "jobs.batch"
 	rCRole   = "clusterroles.rbac.authorization.k8s.io"
 	rCRB     = "clusterrolebindings.rbac.authorization.k8s.io"
 	rRole    = "roles.rbac.authorization.k8s.io"
@@ -77,9 +78,16 @@ func (a access) String() string {
 
 // The controller's needs, each from a call in pipeline/ or cmd/mosb/controller.go.
 var controllerNeeds = []access{
-	// Build pods: create, watch, direct get, delete (placed again), deletecollection by label; only
+	// Build Jobs: create, watch, direct get, delete (placed again), deletecollection by label; only
 	// in the build namespace.
-	{"create", "pods", "", mosbNamespace},
+	{"create", rJob, "", mosbNamespace},
+	{"delete", rJob, "", mosbNamespace},
+	{"get", rJob, "", mosbNamespace},
+	{"list", rJob, "", mosbNamespace},
+	{"watch", rJob, "", mosbNamespace},
+	{"deletecollection", rJob, "", mosbNamespace},
+	// Their pods: watch, direct get (the controller's own), delete (placed again),
+	// deletecollection by label.
 	{"delete", "pods", "", mosbNamespace},
 	{"get", "pods", "", mosbNamespace},
 	{"list", "pods", "", mosbNamespace},
@@ -176,7 +184,12 @@ var controllerMustNot = []access{
 	{"update", "secrets", "", mosbNamespace},
 	{"patch", "secrets", "", mosbNamespace},
 	{"deletecollection", "secrets", "", mosbNamespace},
-	// Pods: only in the build namespace, and no way into them.
+	// Pods: the Job controller makes them; only in the build namespace, and no way into them.
+	{"create", "pods", "", mosbNamespace},
+	{"update", rJob, "", mosbNamespace},
+	{"create", rJob, "", "default"},
+	{"create", rJob, "", allNS},
+	{"list", rJob, "", allNS},
 	{"create", "pods", "", "default"},
 	{"create", "pods", "", "kube-system"},
 	{"create", "pods", "", trustNS},
