@@ -544,6 +544,8 @@ func (r *BuildReconciler) advanceBuild(ctx context.Context, m *mosbv1.MachineOSC
 		switch {
 		case out.Failed:
 			entry.Message = out.Message
+		case !out.Done:
+			entry.Message = joinNotes(entry.Message, out.Message)
 		case out.Done:
 			entry.DigestedImagePushspec = out.Result.Pullspec
 			entry.StorageDriver = out.Result.StorageDriver

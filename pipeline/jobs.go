@@ -75,8 +75,8 @@ func JobPod(job *batchv1.Job, pods []corev1.Pod) *corev1.Pod {
 // ClassifyJob decides what an architecture's build Job and its pod say. job is nil when the Job is
 // gone although it was created (someone deleted it); pod is nil while the Job controller has not
 // made the pod, or when it is gone. The pod, when there is one, says more than the Job (the
-// worker's result and failure, eviction, memory), so it decides, except for what only the Job
-// knows: its deadline, and a pod that went missing.
+// worker's result and failure, eviction, memory, its deadline), so it decides; the Job tells a pod
+// that went missing from one not made yet.
 func ClassifyJob(job *batchv1.Job, pod *corev1.Pod, jobName string, now time.Time, imagePullGrace time.Duration) Outcome {
 	interrupted := func(msg string) Outcome {
 		return Outcome{Done: true, Failed: true, Reason: ReasonInterrupted, Retryable: true, Message: msg}
@@ -86,17 +86,10 @@ func ClassifyJob(job *batchv1.Job, pod *corev1.Pod, jobName string, now time.Tim
 	}
 	// A pod someone deleted under a running build failed because of that, whatever its exit.
 	if pod != nil && !pod.DeletionTimestamp.IsZero() && pod.Status.Phase != corev1.PodSucceeded &&
-		pod.Status.Reason != "Evicted" && pod.Status.Reason != "DeadlineExceeded" && !jobTimedOut(job) {
+		pod.Status.Reason != "Evicted" && pod.Status.Reason != "DeadlineExceeded" {
 		return interrupted(fmt.Sprintf("build pod %s of Job %s was deleted while it was building", pod.Name, jobName))
 	}
 	switch {
-	case jobTimedOut(job):
-		deadline := int64(0)
-		if job.Spec.ActiveDeadlineSeconds != nil {
-			deadline = *job.Spec.ActiveDeadlineSeconds
-		}
-		return Outcome{Done: true, Failed: true, Reason: ReasonTimeout,
-			Message: fmt.Sprintf("build Job %s ran longer than its deadline of %ds and was stopped%s; raise the controller's --build-timeout if builds need longer", jobName, deadline, podNeverRan(pod))}
 	case jobFailed(job):
 		if pod != nil && pod.Status.Phase == corev1.PodFailed {
 			return ClassifyPod(pod, pod.Name, now, imagePullGrace)
@@ -113,17 +106,21 @@ func ClassifyJob(job *batchv1.Job, pod *corev1.Pod, jobName string, now time.Tim
 		}
 		return interrupted(fmt.Sprintf("build Job %s completed, but its pod, whose termination message holds the result, is gone", jobName))
 	case pod == nil:
-		return Outcome{} // the Job controller makes the pod
+		if wait := noPodGrace - now.Sub(job.CreationTimestamp.Time); wait > 0 {
+			return Outcome{Recheck: wait}
+		}
+		return Outcome{Message: NoPodYet(jobName)}
 	}
 	return ClassifyPod(pod, pod.Name, now, imagePullGrace)
 }
 
-// podNeverRan explains a deadline that passed before the Job had a pod that started.
-func podNeverRan(pod *corev1.Pod) string {
-	if pod == nil {
-		return " before any pod of it ran (`kubectl describe job` says why the Job controller made none: admission, a quota)"
-	}
-	return ""
+// noPodGrace is how long a Job may have no pod before the build's status says so.
+const noPodGrace = time.Minute
+
+// NoPodYet is an architecture's note while its Job has had no pod for noPodGrace: a pod that
+// admission refuses or a quota holds back never comes, and only the Job's Events say why.
+func NoPodYet(jobName string) string {
+	return fmt.Sprintf("Job %s has no pod yet; if that lasts, `kubectl describe job %s` says why (admission, a quota)", jobName, jobName)
 }
 
 func jobCondition(job *batchv1.Job, types ...batchv1.JobConditionType) *batchv1.JobCondition {
@@ -136,11 +133,6 @@ func jobCondition(job *batchv1.Job, types ...batchv1.JobConditionType) *batchv1.
 		}
 	}
 	return nil
-}
-
-func jobTimedOut(job *batchv1.Job) bool {
-	c := jobCondition(job, batchv1.JobFailed, batchv1.JobFailureTarget)
-	return c != nil && c.Reason == batchv1.JobReasonDeadlineExceeded
 }
 
 func jobFailed(job *batchv1.Job) bool {

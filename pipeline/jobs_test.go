@@ -59,10 +59,13 @@ func TestJobPodIsTheNewestTheJobControls(t *testing.T) {
 // Job and pod statuses as the Job controller and kubelet record them for each way a build ends.
 func TestClassifyJob(t *testing.T) {
 	now := time.Unix(10_000, 0)
-	deadline := int64(600)
 	okResult := `{"arch":"amd64","pullspec":"r.example.com/os/w@sha256:` + strings.Repeat("a", 64) + `","digest":"sha256:` + strings.Repeat("a", 64) + `","platform":{"architecture":"amd64","os":"linux"}}`
 	job := func(conds ...batchv1.JobCondition) *batchv1.Job {
-		return &batchv1.Job{Spec: batchv1.JobSpec{ActiveDeadlineSeconds: &deadline}, Status: batchv1.JobStatus{Conditions: conds}}
+		return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(now.Add(-time.Second))}, Status: batchv1.JobStatus{Conditions: conds}}
+	}
+	old := func(j *batchv1.Job) *batchv1.Job {
+		j.CreationTimestamp = metav1.NewTime(now.Add(-2 * time.Minute))
+		return j
 	}
 	cond := func(t batchv1.JobConditionType, reason string) batchv1.JobCondition {
 		return batchv1.JobCondition{Type: t, Status: corev1.ConditionTrue, Reason: reason, Message: "the Job says " + reason}
@@ -72,6 +75,10 @@ func TestClassifyJob(t *testing.T) {
 		if phase == corev1.PodSucceeded || phase == corev1.PodFailed {
 			p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "build", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: exit, Message: msg}}}}
 		}
+		return p
+	}
+	deadlined := func(p *corev1.Pod) *corev1.Pod {
+		p.Status.Reason = "DeadlineExceeded"
 		return p
 	}
 	deleted := func(p *corev1.Pod) *corev1.Pod {
@@ -98,8 +105,9 @@ func TestClassifyJob(t *testing.T) {
 		{"failed: the pod was deleted and is gone", job(cond(batchv1.JobFailed, batchv1.JobReasonBackoffLimitExceeded)), nil, true, ReasonInterrupted, true, "was deleted while it was building"},
 		{"the pod is being deleted, its process killed", job(), deleted(pod(corev1.PodFailed, 143, "")), true, ReasonInterrupted, true, "b-amd64-1-x7k2p of Job b-amd64-1 was deleted"},
 		{"the pod is being deleted, still running", job(), deleted(pod(corev1.PodRunning, 0, "")), true, ReasonInterrupted, true, "was deleted"},
-		{"deadline", job(cond(batchv1.JobFailureTarget, batchv1.JobReasonDeadlineExceeded), cond(batchv1.JobFailed, batchv1.JobReasonDeadlineExceeded)), deleted(pod(corev1.PodFailed, 143, "")), true, ReasonTimeout, false, "deadline of 600s"},
-		{"deadline, no pod ever", job(cond(batchv1.JobFailed, batchv1.JobReasonDeadlineExceeded)), nil, true, ReasonTimeout, false, "kubectl describe job"},
+		{"no pod for a minute", old(job()), nil, false, "", false, "kubectl describe job b-amd64-1"},
+		{"the pod's deadline", job(cond(batchv1.JobFailed, batchv1.JobReasonBackoffLimitExceeded)), deadlined(pod(corev1.PodFailed, 137, "")), true, ReasonTimeout, false, "--build-timeout"},
+		{"the pod's deadline, pod being deleted", job(), deleted(deadlined(pod(corev1.PodFailed, 137, ""))), true, ReasonTimeout, false, "--build-timeout"},
 		{"failed by a pod failure policy, pod not terminal", job(cond(batchv1.JobFailed, batchv1.JobReasonPodFailurePolicy)), pod(corev1.PodRunning, 0, ""), true, buildpod.ReasonBuildFailed, false, "PodFailurePolicy"},
 		{"Job deleted", nil, nil, true, ReasonInterrupted, true, "build Job b-amd64-1 was deleted"},
 	}
@@ -111,6 +119,9 @@ func TestClassifyJob(t *testing.T) {
 			}
 			if !strings.Contains(out.Message, c.says) {
 				t.Errorf("message %q does not say %q", out.Message, c.says)
+			}
+			if c.name == "no pod yet" && (out.Recheck <= 0 || out.Recheck > time.Minute || out.Message != "") {
+				t.Errorf("a Job without a pod for a second: recheck in %s, message %q; want a look again within the minute, nothing said yet", out.Recheck, out.Message)
 			}
 			if c.reason == "" && c.done && out.Result.Pullspec == "" {
 				t.Error("a complete build without its result")

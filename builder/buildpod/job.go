@@ -24,8 +24,9 @@ const (
 
 // JobObjects returns the request ConfigMap and the build Job for r: the Job is named r.Name, owned
 // by r.Owner, carries r.Labels on itself and on its pod, and its pod template is the pod of
-// Objects. ActiveDeadlineSeconds bounds the Job as well as its pod, so that a pod that is never
-// created (refused by admission, over a quota) ends the build too. Pure: no I/O.
+// Objects. ActiveDeadlineSeconds bounds the pod only, from its start, as before there were Jobs: a
+// Job's deadline runs from its creation, so it would end a build whose pod waits for a node (which a
+// cluster autoscaler may be adding) and race the pod's own deadline. Pure: no I/O.
 func JobObjects(r Request) (*corev1.ConfigMap, *batchv1.Job, error) {
 	cm, pod, err := Objects(r)
 	if err != nil {
@@ -42,7 +43,6 @@ func JobObjects(r Request) (*corev1.ConfigMap, *batchv1.Job, error) {
 			BackoffLimit:          ptr(int32(0)),
 			Parallelism:           ptr(int32(1)),
 			Completions:           ptr(int32(1)),
-			ActiveDeadlineSeconds: copyInt64(r.ActiveDeadlineSeconds),
 			// A replacement pod (there is none with backoffLimit 0) never overlaps a terminating
 			// one on the node image store.
 			PodReplacementPolicy: ptr(batchv1.Failed),

@@ -37,8 +37,8 @@ func TestJobObjectsRunTheBuildPodOnce(t *testing.T) {
 	if *job.Spec.BackoffLimit != 0 || *job.Spec.Completions != 1 || *job.Spec.Parallelism != 1 {
 		t.Errorf("backoffLimit %d, completions %d, parallelism %d: the controller retries, the Job runs one pod once", *job.Spec.BackoffLimit, *job.Spec.Completions, *job.Spec.Parallelism)
 	}
-	if job.Spec.ActiveDeadlineSeconds == nil || *job.Spec.ActiveDeadlineSeconds != *r.ActiveDeadlineSeconds {
-		t.Errorf("the Job's deadline %v; want the request's %d", job.Spec.ActiveDeadlineSeconds, *r.ActiveDeadlineSeconds)
+	if job.Spec.ActiveDeadlineSeconds != nil || *job.Spec.Template.Spec.ActiveDeadlineSeconds != *r.ActiveDeadlineSeconds {
+		t.Errorf("the Job's deadline %v, its pod's %v; want only the pod's, the request's %d", job.Spec.ActiveDeadlineSeconds, job.Spec.Template.Spec.ActiveDeadlineSeconds, *r.ActiveDeadlineSeconds)
 	}
 
 	r.Name = strings.Repeat("w", 64)

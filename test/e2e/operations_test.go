@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -210,14 +211,37 @@ func TestHistoryLimitsAndMetrics(t *testing.T) {
 	if n := len(e.builds(ctx, "hist")); n != 3 {
 		t.Errorf("%d MachineOSBuilds after 6 builds with --succeeded-history 2, want 3", n)
 	}
-	for _, kind := range []client.ObjectList{&corev1.PodList{}, &corev1.ConfigMapList{}} {
-		if err := e.c.List(ctx, kind, client.InNamespace(buildNamespace), client.MatchingLabels{pipeline.LabelMachineOSConfig: "hist"}); err != nil {
-			t.Fatal(err)
+	// Pods and request ConfigMaps go with each build's end (a pod once the Job controller has
+	// counted it: its finalizer); a Job stays as long as its build, the record of the attempt.
+	eventually(t, 30*time.Second, "no pod or request ConfigMap of hist left", func(ctx context.Context) (bool, error) {
+		for _, kind := range []client.ObjectList{&corev1.PodList{}, &corev1.ConfigMapList{}} {
+			if err := e.c.List(ctx, kind, client.InNamespace(buildNamespace), client.MatchingLabels{pipeline.LabelMachineOSConfig: "hist"}); err != nil {
+				return false, err
+			}
+			if n := meta.LenList(kind); n != 0 {
+				return false, fmt.Errorf("%d %T left behind", n, kind)
+			}
 		}
-		if n := meta.LenList(kind); n != 0 {
-			t.Errorf("%d %T left behind", n, kind)
-		}
+		return true, nil
+	})
+	kept := map[string]bool{}
+	for _, b := range e.builds(ctx, "hist") {
+		kept[b.Name] = true
 	}
+	eventually(t, 30*time.Second, "one Job per kept build of hist, none of the pruned ones", func(ctx context.Context) (bool, error) {
+		jobs := &batchv1.JobList{}
+		if err := e.c.List(ctx, jobs, client.InNamespace(buildNamespace), client.MatchingLabels{pipeline.LabelMachineOSConfig: "hist"}); err != nil {
+			return false, err
+		}
+		var names []string
+		for _, j := range jobs.Items {
+			if !kept[j.Labels[pipeline.LabelMachineOSBuild]] {
+				return false, fmt.Errorf("Job %s of pruned build %s left behind", j.Name, j.Labels[pipeline.LabelMachineOSBuild])
+			}
+			names = append(names, j.Name)
+		}
+		return len(jobs.Items) == len(kept), fmt.Errorf("Jobs %v for builds %v", names, kept)
+	})
 
 	resp, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"maps"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	mcfgv1 "github.com/openshift/api/machineconfiguration/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -146,6 +148,19 @@ func testTwoArchitectures(t *testing.T, c *cluster) {
 		if want := a.Architecture + " content"; !strings.Contains(l.text, want) {
 			t.Errorf("the log of pod %s does not show its build (%q):\n%s", a.PodName, want, l.text)
 		}
+		// The pod was its Job's, made by kube-controller-manager's Job controller, which records
+		// the success in its own time.
+		job := &batchv1.Job{}
+		harness.Eventually(t.Context(), t, 250*time.Millisecond, time.Minute, "Job "+a.JobName+" complete", func(ctx context.Context) (bool, error) {
+			if err := c.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: a.JobName}, job); err != nil {
+				return false, err
+			}
+			return job.Status.Succeeded == 1 && job.Status.Failed == 0 && job.Status.CompletionTime != nil,
+				fmt.Errorf("succeeded %d, failed %d, conditions %+v", job.Status.Succeeded, job.Status.Failed, job.Status.Conditions)
+		})
+		if !maps.Equal(job.Spec.Template.Spec.NodeSelector, wantSelector) || !strings.HasPrefix(a.PodName, a.JobName+"-") {
+			t.Errorf("Job %s: nodeSelector %v, pod %s; want %v and its pod", a.JobName, job.Spec.Template.Spec.NodeSelector, a.PodName, wantSelector)
+		}
 	}
 
 	// The index is what the registry serves under the tag, and in status.
@@ -161,6 +176,13 @@ func testTwoArchitectures(t *testing.T, c *cluster) {
 	}
 	if string(v1.Status.CurrentImagePullSpec) != string(m.Status.CurrentImagePullspec) || v1.Status.MachineOSBuild == nil || v1.Status.MachineOSBuild.Name != b.Name {
 		t.Errorf("through v1: image %s, build %+v; want %s, %s", v1.Status.CurrentImagePullSpec, v1.Status.MachineOSBuild, m.Status.CurrentImagePullspec, b.Name)
+	}
+	v1Build := &mcfgv1.MachineOSBuild{}
+	if err := c.Client.Get(t.Context(), client.ObjectKey{Name: b.Name}, v1Build); err != nil {
+		t.Fatalf("reading MachineOSBuild %s through v1: %v", b.Name, err)
+	}
+	if ref := v1Build.Status.Builder; ref == nil || ref.ImageBuilderType != mcfgv1.JobBuilder || ref.Job == nil || ref.Job.Name != b.Status.Architectures[0].JobName {
+		t.Errorf("v1 status.builder %+v, want the Job %s", ref, b.Status.Architectures[0].JobName)
 	}
 	idx := c.index(t, string(m.Status.CurrentImagePullspec))
 	for _, arch := range []string{"amd64", "arm64"} {
@@ -225,8 +247,8 @@ func testDeploymentRecreated(t *testing.T, c *cluster) {
 }
 
 // testDeletedMachineOSConfig deletes a MachineOSConfig in the middle of its build: the cluster's
-// garbage collector takes its MachineOSBuild (owned by it), then the build pod and its request
-// ConfigMap (owned by the build); the running build ends, nothing of it stays.
+// garbage collector takes its MachineOSBuild (owned by it), then the build Job and its request
+// ConfigMap (owned by the build), then the Job's pod; the running build ends, nothing of it stays.
 func testDeletedMachineOSConfig(t *testing.T, c *cluster) {
 	name := "deleted"
 	m := c.newMOSC(name, []mosbv1.MachineOSContainerfile{
@@ -246,9 +268,12 @@ func testDeletedMachineOSConfig(t *testing.T, c *cluster) {
 	if err := c.Client.Delete(t.Context(), m); err != nil {
 		t.Fatal(err)
 	}
-	harness.Eventually(t.Context(), t, 500*time.Millisecond, 2*time.Minute, "no MachineOSBuild, pod or ConfigMap of "+name+" left", func(ctx context.Context) (bool, error) {
-		builds, pods, cms := &mosbv1.MachineOSBuildList{}, &corev1.PodList{}, &corev1.ConfigMapList{}
+	harness.Eventually(t.Context(), t, 500*time.Millisecond, 2*time.Minute, "no MachineOSBuild, Job, pod or ConfigMap of "+name+" left", func(ctx context.Context) (bool, error) {
+		builds, jobs, pods, cms := &mosbv1.MachineOSBuildList{}, &batchv1.JobList{}, &corev1.PodList{}, &corev1.ConfigMapList{}
 		if err := c.Client.List(ctx, builds, mine); err != nil {
+			return false, err
+		}
+		if err := c.Client.List(ctx, jobs, client.InNamespace(namespace), mine); err != nil {
 			return false, err
 		}
 		if err := c.Client.List(ctx, pods, client.InNamespace(namespace), mine); err != nil {
@@ -257,7 +282,7 @@ func testDeletedMachineOSConfig(t *testing.T, c *cluster) {
 		if err := c.Client.List(ctx, cms, client.InNamespace(namespace), mine); err != nil {
 			return false, err
 		}
-		return len(builds.Items)+len(pods.Items)+len(cms.Items) == 0, nil
+		return len(builds.Items)+len(jobs.Items)+len(pods.Items)+len(cms.Items) == 0, nil
 	})
 }
 
