@@ -342,6 +342,15 @@ func TestRBACDeployManifestsRender(t *testing.T) {
 	if find(base, "ServiceAccount", mosbNamespace, "mosb") == nil {
 		t.Errorf("no ServiceAccount mosb in %s", mosbNamespace)
 	}
+	// The build pods' (--build-service-account): no token, and no binding in deploy/base.
+	if sa := find(base, "ServiceAccount", mosbNamespace, "mosb-build"); sa == nil || sa.Object["automountServiceAccountToken"] != false {
+		t.Errorf("no ServiceAccount mosb-build in %s without a token: %v", mosbNamespace, sa)
+	}
+	for _, o := range base {
+		if (o.GetKind() == "RoleBinding" || o.GetKind() == "ClusterRoleBinding") && strings.Contains(fmt.Sprint(o.Object["subjects"]), "name:mosb-build ") {
+			t.Errorf("%s %s grants the build pods' ServiceAccount something: builds make no API call", o.GetKind(), o.GetName())
+		}
+	}
 	for _, name := range []string{rMOSC, rMOSB} {
 		if find(base, "CustomResourceDefinition", "", name) == nil {
 			t.Errorf("deploy/base lacks the CRD %s", name)
@@ -356,7 +365,7 @@ func TestRBACDeployManifestsRender(t *testing.T) {
 	if c.Image != "mosb:dev" || !slices.Equal(c.Command, []string{"mosb", "controller"}) {
 		t.Errorf("image %q command %q", c.Image, c.Command)
 	}
-	wantArgs := []string{"--namespace=$(POD_NAMESPACE)", "--leader-elect", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8080"}
+	wantArgs := []string{"--namespace=$(POD_NAMESPACE)", "--build-service-account=mosb-build", "--leader-elect", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8080"}
 	if !slices.Equal(c.Args, wantArgs) {
 		t.Errorf("args %q, want %q", c.Args, wantArgs)
 	}
