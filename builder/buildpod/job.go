@@ -40,9 +40,9 @@ func JobObjects(r Request) (*corev1.ConfigMap, *batchv1.Job, error) {
 		TypeMeta:   metav1.TypeMeta{APIVersion: "batch/v1", Kind: "Job"},
 		ObjectMeta: r.objectMeta(r.Name),
 		Spec: batchv1.JobSpec{
-			BackoffLimit:          ptr(int32(0)),
-			Parallelism:           ptr(int32(1)),
-			Completions:           ptr(int32(1)),
+			BackoffLimit: ptr(int32(0)),
+			Parallelism:  ptr(int32(1)),
+			Completions:  ptr(int32(1)),
 			// A replacement pod (there is none with backoffLimit 0) never overlaps a terminating
 			// one on the node image store.
 			PodReplacementPolicy: ptr(batchv1.Failed),

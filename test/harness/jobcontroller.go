@@ -1,11 +1,10 @@
 package harness
 
 import (
+	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -24,28 +23,17 @@ func ControllerManagerAssets(t T) string {
 		if _, err := os.Stat(filepath.Join(dir, "kube-controller-manager")); err == nil {
 			return
 		}
-		cmd := exec.Command(filepath.Join(RepoRoot(), "hack", "kube-assets.sh"), "controller-manager")
-		cmd.Stderr = os.Stderr
-		out, err := cmd.Output()
+		got, err := runKubeAssets("controller-manager")
 		if err != nil {
 			kcmErr = err
-			return
-		}
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		if got := lines[len(lines)-1]; got != dir {
-			kcmErr = &assetsMismatch{got: got, want: dir}
+		} else if got != dir {
+			kcmErr = fmt.Errorf("it built into %s, but the control plane's binaries are in %s: one version for all of them (unset KUBEBUILDER_ASSETS)", got, dir)
 		}
 	})
 	if kcmErr != nil {
 		t.Fatalf("building kube-controller-manager with hack/kube-assets.sh controller-manager: %v", kcmErr)
 	}
 	return dir
-}
-
-type assetsMismatch struct{ got, want string }
-
-func (e *assetsMismatch) Error() string {
-	return "it built into " + e.got + ", but the control plane's binaries are in " + e.want + ": one version for all of them (unset KUBEBUILDER_ASSETS)"
 }
 
 // StartJobController runs kube-controller-manager's Job controller (and the garbage collector,

@@ -190,14 +190,11 @@ func KubeletAssets(t T) string {
 	if !missing {
 		return dir
 	}
-	cmd := exec.Command(filepath.Join(RepoRoot(), "hack", "kube-assets.sh"), "kubelet")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
+	got, err := runKubeAssets("kubelet")
 	if err != nil {
 		t.Fatalf("building kubelet, kube-scheduler and kube-controller-manager with hack/kube-assets.sh kubelet: %v", err)
 	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if got := lines[len(lines)-1]; got != dir {
+	if got != dir {
 		t.Fatalf("hack/kube-assets.sh kubelet built into %s, but the control plane's binaries are in %s: one version for all of them (unset KUBEBUILDER_ASSETS)", got, dir)
 	}
 	return dir

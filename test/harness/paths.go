@@ -30,15 +30,7 @@ func KubeAssets(t T) string {
 			assetsDir = dir
 			return
 		}
-		cmd := exec.Command(filepath.Join(RepoRoot(), "hack", "kube-assets.sh"))
-		cmd.Stderr = os.Stderr
-		out, err := cmd.Output()
-		if err != nil {
-			assetsErr = err
-			return
-		}
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		assetsDir = lines[len(lines)-1]
+		assetsDir, assetsErr = runKubeAssets()
 	})
 	if assetsErr != nil {
 		t.Fatalf("building kube-apiserver/etcd with hack/kube-assets.sh failed: %v (run `make kube-assets` to see why)", assetsErr)
@@ -70,4 +62,17 @@ func requireBinary(t T, name string) string {
 		t.Fatalf("%s is not installed: run `make deps` (hack/install-deps.sh)", name)
 	}
 	return p
+}
+
+// runKubeAssets runs hack/kube-assets.sh with args (its progress on stderr) and returns the
+// directory it prints last.
+func runKubeAssets(args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(RepoRoot(), "hack", "kube-assets.sh"), args...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", err
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return lines[len(lines)-1], nil
 }
