@@ -38,15 +38,22 @@ type Outcome struct {
 	Recheck time.Duration
 }
 
-// ClassifyPod decides what a build pod's status means. pod is nil when the pod is gone although
-// it was created: someone deleted it under a running build. imagePullGrace is how long a
-// builder image may fail to pull before the build gives up on it.
-func ClassifyPod(pod *corev1.Pod, podName string, now time.Time, imagePullGrace time.Duration) Outcome {
-	interrupted := func(msg string) Outcome {
-		return Outcome{Done: true, Failed: true, Reason: ReasonInterrupted, Retryable: true, Message: msg}
-	}
-	if pod == nil {
-		return interrupted(fmt.Sprintf("build pod %s was deleted while it was building", podName))
+// interrupted is the outcome of a build someone stopped from outside (a deleted pod or Job):
+// another attempt may succeed.
+func interrupted(msg string) Outcome {
+	return Outcome{Done: true, Failed: true, Reason: ReasonInterrupted, Retryable: true, Message: msg}
+}
+
+// ClassifyPod decides what a build pod's status means (a pod that is gone is ClassifyJob's to
+// judge). imagePullGrace is how long a builder image may fail to pull before the build gives up on
+// it.
+func ClassifyPod(pod *corev1.Pod, now time.Time, imagePullGrace time.Duration) Outcome {
+	// A pod someone deleted under a running build failed because of that, whatever its exit (a Job's
+	// pod stays, Failed, under its finalizer until the Job controller counts it); eviction and the
+	// deadline say more.
+	if !pod.DeletionTimestamp.IsZero() && pod.Status.Phase != corev1.PodSucceeded &&
+		pod.Status.Reason != "Evicted" && pod.Status.Reason != "DeadlineExceeded" {
+		return interrupted(fmt.Sprintf("build pod %s is being deleted while it was building", pod.Name))
 	}
 	term := terminated(pod)
 	switch pod.Status.Phase {
@@ -63,9 +70,6 @@ func ClassifyPod(pod *corev1.Pod, podName string, now time.Time, imagePullGrace 
 		return Outcome{Done: true, Result: res}
 	case corev1.PodFailed:
 		return classifyFailed(pod, term)
-	}
-	if !pod.DeletionTimestamp.IsZero() {
-		return interrupted(fmt.Sprintf("build pod %s is being deleted while it was building", pod.Name))
 	}
 	// The init container that fills the node image store runs the same image: it is the first to
 	// fail to pull it.

@@ -62,12 +62,15 @@ func TestClassifyPodOverRecordedStatuses(t *testing.T) {
 			Status: waiting("ErrImagePull")}, false, false, "", false, ""},
 		{"being deleted", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", DeletionTimestamp: &created}, Status: corev1.PodStatus{Phase: corev1.PodRunning}},
 			true, true, ReasonInterrupted, true, "being deleted"},
-		{"deleted", nil, true, true, ReasonInterrupted, true, "was deleted"},
+		{"being deleted, its process killed", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", DeletionTimestamp: &created}, Status: term(143, "Error", "")},
+			true, true, ReasonInterrupted, true, "being deleted"},
+		{"evicted, then being deleted", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", DeletionTimestamp: &created}, Spec: corev1.PodSpec{NodeName: "n1"},
+			Status: corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted", Message: "The node was low on resource: memory."}}, true, true, ReasonPodEvicted, true, "evicted"},
 	}
 	rechecks := map[string]time.Duration{"image pull back-off within the grace": 4 * time.Minute}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := ClassifyPod(tc.pod, "p", now, 5*time.Minute)
+			got := ClassifyPod(tc.pod, now, 5*time.Minute)
 			if got.Done != tc.done || got.Failed != tc.failed || got.Reason != tc.reason || got.Retryable != tc.retryable {
 				t.Errorf("got done=%v failed=%v reason=%q retryable=%v, want %v %v %q %v (%s)",
 					got.Done, got.Failed, got.Reason, got.Retryable, tc.done, tc.failed, tc.reason, tc.retryable, got.Message)
@@ -125,7 +128,7 @@ func TestStorageEvictionIsBuildStorageFull(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "worker-build-amd64"}, Spec: corev1.PodSpec{NodeName: "n1"},
 				Status: corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted", Message: tc.message}}
-			got := ClassifyPod(pod, pod.Name, time.Unix(10_000, 0), 5*time.Minute)
+			got := ClassifyPod(pod, time.Unix(10_000, 0), 5*time.Minute)
 			if !got.Done || !got.Failed || got.Reason != tc.reason || got.Retryable != tc.retryable {
 				t.Errorf("got done=%v failed=%v reason=%q retryable=%v, want reason %q retryable %v (%s)",
 					got.Done, got.Failed, got.Reason, got.Retryable, tc.reason, tc.retryable, got.Message)

@@ -10,6 +10,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	mosbv1 "github.com/mosb-dev/mosb/api/v1alpha1"
 	"github.com/mosb-dev/mosb/builder/buildpod"
@@ -51,12 +52,8 @@ func JobPod(job *batchv1.Job, pods []corev1.Pod) *corev1.Pod {
 	}
 	var mine []*corev1.Pod
 	for i := range pods {
-		p := &pods[i]
-		for _, o := range p.OwnerReferences {
-			if o.UID == job.UID && o.Controller != nil && *o.Controller {
-				mine = append(mine, p)
-				break
-			}
+		if metav1.IsControlledBy(&pods[i], job) {
+			mine = append(mine, &pods[i])
 		}
 	}
 	if len(mine) == 0 {
@@ -78,21 +75,13 @@ func JobPod(job *batchv1.Job, pods []corev1.Pod) *corev1.Pod {
 // worker's result and failure, eviction, memory, its deadline), so it decides; the Job tells a pod
 // that went missing from one not made yet.
 func ClassifyJob(job *batchv1.Job, pod *corev1.Pod, jobName string, now time.Time, imagePullGrace time.Duration) Outcome {
-	interrupted := func(msg string) Outcome {
-		return Outcome{Done: true, Failed: true, Reason: ReasonInterrupted, Retryable: true, Message: msg}
-	}
 	if job == nil {
 		return interrupted(fmt.Sprintf("build Job %s was deleted while it was building", jobName))
-	}
-	// A pod someone deleted under a running build failed because of that, whatever its exit.
-	if pod != nil && !pod.DeletionTimestamp.IsZero() && pod.Status.Phase != corev1.PodSucceeded &&
-		pod.Status.Reason != "Evicted" && pod.Status.Reason != "DeadlineExceeded" {
-		return interrupted(fmt.Sprintf("build pod %s of Job %s was deleted while it was building", pod.Name, jobName))
 	}
 	switch {
 	case jobFailed(job):
 		if pod != nil && pod.Status.Phase == corev1.PodFailed {
-			return ClassifyPod(pod, pod.Name, now, imagePullGrace)
+			return ClassifyPod(pod, now, imagePullGrace)
 		}
 		if pod == nil {
 			return interrupted(fmt.Sprintf("the pod of build Job %s was deleted while it was building", jobName))
@@ -102,24 +91,24 @@ func ClassifyJob(job *batchv1.Job, pod *corev1.Pod, jobName string, now time.Tim
 			Message: fmt.Sprintf("build Job %s failed (%s: %s)", jobName, c.Reason, c.Message)}
 	case jobSucceeded(job):
 		if pod != nil && pod.Status.Phase == corev1.PodSucceeded {
-			return ClassifyPod(pod, pod.Name, now, imagePullGrace)
+			return ClassifyPod(pod, now, imagePullGrace)
 		}
 		return interrupted(fmt.Sprintf("build Job %s completed, but its pod, whose termination message holds the result, is gone", jobName))
 	case pod == nil:
 		if wait := noPodGrace - now.Sub(job.CreationTimestamp.Time); wait > 0 {
 			return Outcome{Recheck: wait}
 		}
-		return Outcome{Message: NoPodYet(jobName)}
+		return Outcome{Message: noPodYet(jobName)}
 	}
-	return ClassifyPod(pod, pod.Name, now, imagePullGrace)
+	return ClassifyPod(pod, now, imagePullGrace)
 }
 
 // noPodGrace is how long a Job may have no pod before the build's status says so.
 const noPodGrace = time.Minute
 
-// NoPodYet is an architecture's note while its Job has had no pod for noPodGrace: a pod that
+// noPodYet is an architecture's note while its Job has had no pod for noPodGrace: a pod that
 // admission refuses or a quota holds back never comes, and only the Job's Events say why.
-func NoPodYet(jobName string) string {
+func noPodYet(jobName string) string {
 	return fmt.Sprintf("Job %s has no pod yet; if that lasts, `kubectl describe job %s` says why (admission, a quota)", jobName, jobName)
 }
 

@@ -16,11 +16,8 @@ import (
 // whether a failure is worth another attempt (an evicted pod is, a failed RUN step is not), waits
 // a backoff and records every failed attempt, which a Job's retries would hide.
 
-// Labels the Job controller puts on the pods of a Job.
-const (
-	LabelJobName       = batchv1.JobNameLabel
-	LabelJobController = batchv1.ControllerUidLabel
-)
+// LabelJobController is the label the Job controller puts on a Job's pods: the Job's UID.
+const LabelJobController = batchv1.ControllerUidLabel
 
 // JobObjects returns the request ConfigMap and the build Job for r: the Job is named r.Name, owned
 // by r.Owner, carries r.Labels on itself and on its pod, and its pod template is the pod of
